@@ -1,0 +1,260 @@
+//! `visits-runner up`: run a Spin (manifest v2) HTTP application on wasmtime, the way
+//! `spin up` does, for everything wasm-visits uses.
+
+mod allowed_hosts;
+mod host;
+mod manifest;
+mod routes;
+mod runtime;
+mod server;
+mod stdio;
+mod variables;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "visits-runner", version, about = "Run a Spin HTTP application on wasmtime")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the application described by a spin.toml (manifest version 2).
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Address to listen on (port 0 picks a free port; the actual address is printed).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: String,
+    /// Set an application variable (highest precedence), repeatable.
+    #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = variables::parse_kv)]
+    variables: Vec<(String, String)>,
+    /// The application manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", visible_alias = "file", default_value = "spin.toml")]
+    file: PathBuf,
+    /// Directory for the key-value store, SQLite database and compile cache
+    /// [default: .spin beside the manifest].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Compile cache directory [default: <state-dir>/cache].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compile cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Do not log one line per request.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Linear-memory cap per instance (bytes, or with K/M/G/KiB/MiB/GiB suffix).
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    max_memory: usize,
+    /// Per-request deadline (e.g. 30s, 500ms, 2m; a bare number is seconds).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Allow wasi:sockets ip-name-lookup (DNS). Off by default, as in Spin.
+    #[arg(long)]
+    allow_dns: bool,
+    /// Use the on-demand allocator instead of the pooling allocator.
+    #[arg(long)]
+    no_pooling: bool,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: usize = n.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        u => return Err(format!("unknown size unit {u:?}")),
+    };
+    n.checked_mul(mult).ok_or_else(|| "size too large".into())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || format!("invalid duration {s:?} (examples: 30s, 500ms, 2m)");
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "m" | "min" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Cmd::Up(args) = cli.cmd;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(up(args)) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let manifest_path = if args.file.is_dir() {
+        args.file.join("spin.toml")
+    } else {
+        args.file.clone()
+    };
+    if !manifest_path.exists() {
+        bail!("manifest {} not found", manifest_path.display());
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let app = manifest::load(&manifest_path, &args.variables, &env)?;
+    for c in app.components.values() {
+        if !c.source.exists() {
+            bail!(
+                "component {:?}: source {} not found (build it first, e.g. `bash scripts/build-wasm.sh`)",
+                c.id,
+                c.source.display()
+            );
+        }
+    }
+    let listen: std::net::SocketAddr = tokio::net::lookup_host(&args.listen)
+        .await
+        .with_context(|| format!("invalid --listen address {:?}", args.listen))?
+        .next()
+        .ok_or_else(|| anyhow!("invalid --listen address {:?}", args.listen))?;
+    let std_listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let local = listener.local_addr()?;
+
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| app.dir.join(".spin"));
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        Some(args.cache_dir.clone().unwrap_or_else(|| state_dir.join("cache")))
+    };
+    let opts = runtime::Options {
+        max_memory: args.max_memory,
+        request_timeout: args.request_timeout,
+        allow_dns: args.allow_dns,
+        cache_dir: cache_dir.clone(),
+        listen: local,
+    };
+    let engine = if args.no_pooling {
+        runtime::build_engine(&opts, false)?
+    } else {
+        match runtime::build_engine(&opts, true) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("warning: pooling allocator unavailable ({e:#}); using on-demand allocation");
+                runtime::build_engine(&opts, false)?
+            }
+        }
+    };
+    let linker = runtime::make_linker(&engine)?;
+
+    // Load each distinct source once (two components may share a .wasm file).
+    let mut loaded: HashMap<PathBuf, wasmtime::component::Component> = HashMap::new();
+    let mut components = HashMap::new();
+    for c in app.components.values() {
+        let component = match loaded.get(&c.source) {
+            Some(x) => x.clone(),
+            None => {
+                let x = runtime::load_component(&engine, &c.id, &c.source, cache_dir.as_deref())?;
+                loaded.insert(c.source.clone(), x.clone());
+                x
+            }
+        };
+        let pre = runtime::prepare(&linker, &component, &c.id)?;
+        let ctx = Arc::new(host::ComponentCtx {
+            id: c.id.clone(),
+            variables: c.variables.clone(),
+            allowed_hosts: c.allowed_hosts.clone(),
+            key_value_stores: c.key_value_stores.clone(),
+            sqlite_databases: c.sqlite_databases.clone(),
+            environment: c.environment.clone(),
+        });
+        components.insert(c.id.clone(), runtime::LoadedComponent { pre, ctx });
+    }
+    let need_kv = app.components.values().any(|c| !c.key_value_stores.is_empty());
+    let shared = Arc::new(host::Shared::new(&state_dir, need_kv)?);
+    let rt = Arc::new(runtime::Runtime {
+        engine: engine.clone(),
+        components,
+        opts,
+        shared,
+    });
+
+    // Epoch ticker: drives request deadlines and lets busy guests yield.
+    let ticker_engine = engine.clone();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(runtime::EPOCH_TICK);
+            ticker_engine.increment_epoch();
+        })?;
+
+    if !args.quiet {
+        eprintln!("Serving http://{local}");
+        eprintln!("Available Routes:");
+        for r in app.router.routes() {
+            eprintln!("  {}: http://{local}{}", r.component, r.based);
+        }
+    }
+    eprintln!("ready in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+    eprintln!("listening on http://{local}");
+    let server = Arc::new(server::Server {
+        rt,
+        router: app.router,
+        quiet: args.quiet,
+        app_name: app.name,
+    });
+    server
+        .serve(listener, args.request_timeout + Duration::from_secs(1))
+        .await?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("12parsecs").is_err());
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

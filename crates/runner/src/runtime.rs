@@ -1,0 +1,492 @@
+//! The wasmtime side: engine, component loading (wasip1 core module -> component), the
+//! on-disk compile cache, one fresh instance per request, limits, and outbound HTTP
+//! (allow-list, in-process service chaining).
+
+use crate::allowed_hosts::{service_chaining_target, OutboundUrl};
+use crate::host::{ComponentCtx, Shared, State};
+use crate::routes::RouteMatch;
+use crate::stdio::PrefixedOutput;
+use anyhow::{anyhow, bail, Context as _, Result};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use http_body_util::BodyExt as _;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks, WasiHttpView as _};
+
+/// Epoch tick: the granularity of the request deadline and of yielding a busy guest.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+pub struct Options {
+    pub max_memory: usize,
+    pub request_timeout: Duration,
+    pub allow_dns: bool,
+    pub cache_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+}
+
+pub struct LoadedComponent {
+    pub pre: ProxyPre<State>,
+    pub ctx: Arc<ComponentCtx>,
+}
+
+pub struct Runtime {
+    pub engine: Engine,
+    pub components: HashMap<String, LoadedComponent>,
+    pub opts: Options,
+    pub shared: Arc<Shared>,
+}
+
+/// Why a request did not produce a response.
+#[derive(Debug)]
+pub enum ExecError {
+    Timeout,
+    Trap(String),
+    Internal(String),
+}
+
+impl ExecError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ExecError::Timeout => 504,
+            _ => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExecError::Timeout => write!(f, "request deadline exceeded"),
+            ExecError::Trap(s) => write!(f, "guest trapped: {s}"),
+            ExecError::Internal(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+fn classify(e: wasmtime::Error) -> ExecError {
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        if *t == Trap::Interrupt {
+            return ExecError::Timeout;
+        }
+    }
+    let msg = format!("{e:?}");
+    if e.downcast_ref::<Trap>().is_some() || msg.contains("wasm trap") {
+        ExecError::Trap(msg)
+    } else {
+        ExecError::Internal(msg)
+    }
+}
+
+pub fn build_engine(opts: &Options, pooling: bool) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1000)
+            .total_core_instances(4000)
+            .total_memories(2000)
+            .total_tables(2000)
+            .total_stacks(1000)
+            .max_memories_per_component(16)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(64)
+            .max_memory_size(opts.max_memory);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config).map_err(|e| anyhow!("cannot create the wasmtime engine: {e}"))
+}
+
+fn is_component(bytes: &[u8]) -> Result<bool> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        bail!("not a WebAssembly file");
+    }
+    Ok(bytes[4..8] != [1, 0, 0, 0])
+}
+
+/// Turn a wasip1 core module into a component with the reactor preview1 adapter.
+pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
+    if is_component(bytes)? {
+        return Ok(bytes.to_vec());
+    }
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(bytes)?
+        .adapter(
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()
+}
+
+pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = Sha256::new();
+    h.update(wasm);
+    h.update(b"\0wasmtime-");
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(wasmtime_version().as_bytes());
+    let mut dh = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut dh);
+    h.update(dh.finish().to_le_bytes());
+    let d = h.finalize();
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn wasmtime_version() -> &'static str {
+    // The wasmtime crate is pinned (=48.0.8) in the workspace.
+    "48.0.8"
+}
+
+/// Load (and componentize + compile, or take from the cache) one component.
+pub fn load_component(engine: &Engine, id: &str, path: &Path, cache: Option<&Path>) -> Result<Component> {
+    let t0 = Instant::now();
+    let wasm = std::fs::read(path).map_err(|e| {
+        anyhow!(
+            "component {id:?}: cannot read {}: {e}{}",
+            path.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                " (build it first, e.g. `bash scripts/build-wasm.sh`)"
+            } else {
+                ""
+            }
+        )
+    })?;
+    let key = cache_key(engine, &wasm);
+    if let Some(dir) = cache {
+        let file = dir.join(format!("{key}.cwasm"));
+        if file.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this same engine
+            // configuration and wasmtime version (both are part of the key), in a cache
+            // directory owned by this runner.
+            match unsafe { Component::deserialize_file(engine, &file) } {
+                Ok(c) => {
+                    eprintln!(
+                        "component {id}: compile cache hit ({:.1} ms)",
+                        t0.elapsed().as_secs_f64() * 1e3
+                    );
+                    return Ok(c);
+                }
+                Err(e) => eprintln!("component {id}: ignoring unusable cache entry: {e}"),
+            }
+        }
+    }
+    let comp_bytes = componentize(&wasm)
+        .with_context(|| format!("component {id:?}: cannot turn {} into a component", path.display()))?;
+    let component = Component::new(engine, &comp_bytes)
+        .map_err(|e| anyhow!("component {id:?}: cannot compile {}: {e:?}", path.display()))?;
+    eprintln!(
+        "component {id}: compiled ({:.1} ms)",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    if let Some(dir) = cache {
+        let write = || -> Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let bytes = component.serialize()?;
+            let tmp = dir.join(format!("{key}.tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, dir.join(format!("{key}.cwasm")))?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            eprintln!("warning: cannot write compile cache in {}: {e}", dir.display());
+        }
+    }
+    Ok(component)
+}
+
+pub fn make_linker(engine: &Engine) -> Result<Linker<State>> {
+    let mut linker = Linker::<State>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::host::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+pub fn prepare(
+    linker: &Linker<State>,
+    component: &Component,
+    id: &str,
+) -> Result<ProxyPre<State>> {
+    let mut linker = linker.clone();
+    // Imports we do not implement (llm, mqtt, postgres, ...) trap when called, like an
+    // unconfigured Spin factor, instead of failing the whole app at startup.
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|e| anyhow!("component {id:?}: {e}"))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| anyhow!("component {id:?}: cannot link: {e:?}"))?;
+    ProxyPre::new(pre).map_err(|e| {
+        anyhow!("component {id:?}: does not export wasi:http/incoming-handler@0.2.0: {e}")
+    })
+}
+
+/// Hooks into wasmtime-wasi-http: every outbound request goes through `Runtime::outbound`.
+pub struct Hooks {
+    pub rt: Arc<Runtime>,
+    pub comp: Arc<ComponentCtx>,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
+        let rt = self.rt.clone();
+        let comp = self.comp.clone();
+        Box::new(async move { rt.outbound(&comp, request, options).await })
+    }
+}
+
+fn internal_response(status: u16, body: &str) -> http::Response<HyperOutgoingBody> {
+    let body = http_body_util::Full::new(Bytes::from(format!("{body}\n")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut r = http::Response::new(body);
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+pub fn error_response(e: &ExecError) -> http::Response<HyperOutgoingBody> {
+    match e {
+        ExecError::Timeout => internal_response(504, "Gateway Timeout"),
+        _ => internal_response(500, "Internal Server Error"),
+    }
+}
+
+pub fn text_response(status: u16, body: &str) -> http::Response<HyperOutgoingBody> {
+    internal_response(status, body)
+}
+
+impl Runtime {
+    fn new_store(self: &Arc<Self>, comp: &LoadedComponent) -> Store<State> {
+        let ctx = comp.ctx.clone();
+        let out = PrefixedOutput::new(&ctx.id, false);
+        let err = PrefixedOutput::new(&ctx.id, true);
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(out.clone()).stderr(err.clone());
+        b.envs(&ctx.environment);
+        b.allow_tcp(true).allow_udp(false).allow_ip_name_lookup(self.opts.allow_dns);
+        let hosts = ctx.clone();
+        b.socket_addr_check(move |addr, usage| {
+            let allowed = match usage {
+                SocketAddrUse::TcpConnect => hosts.allowed_hosts.allows_url(&addr.to_string(), "tcp"),
+                // Only the implicit bind of an outgoing connect (wildcard address, port 0).
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
+            if !allowed && matches!(usage, SocketAddrUse::TcpConnect) {
+                eprintln!(
+                    "[{}] TCP connection to {addr} denied: not in allowed_outbound_hosts",
+                    hosts.id
+                );
+            }
+            Box::pin(async move { allowed })
+        });
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.opts.max_memory)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            .build();
+        let state = State {
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: Hooks {
+                rt: self.clone(),
+                comp: ctx.clone(),
+            },
+            limits,
+            comp: ctx,
+            shared: self.shared.clone(),
+            outputs: [out, err],
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let deadline = Instant::now() + self.opts.request_timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Let other requests run on this worker thread, then keep going.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Run one request through a fresh instance of `component`. The request's headers must
+    /// already carry Spin's `spin-*` headers.
+    pub async fn execute<B>(
+        self: &Arc<Self>,
+        component: &str,
+        req: http::Request<B>,
+    ) -> Result<http::Response<HyperOutgoingBody>, ExecError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let comp = self
+            .components
+            .get(component)
+            .ok_or_else(|| ExecError::Internal(format!("unknown component {component:?}")))?;
+        let started = Instant::now();
+        let timeout = self.opts.request_timeout;
+        let mut store = self.new_store(comp);
+        let fut = async {
+            let proxy = comp
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(classify)?;
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| ExecError::Internal(format!("{e:?}")))?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let out = store
+                .data_mut()
+                .http()
+                .new_response_outparam(tx)
+                .map_err(|e| ExecError::Internal(format!("{e:?}")))?;
+            Ok::<_, ExecError>((proxy, req, out, rx))
+        };
+        let (proxy, req_res, out, rx) = fut.await?;
+        let handle = tokio::spawn(async move {
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req_res, out)
+                .await
+        });
+        let abort = handle.abort_handle();
+        let remaining = timeout.saturating_sub(started.elapsed()) + EPOCH_TICK * 5;
+        let waited = tokio::time::timeout(remaining, rx).await;
+        match waited {
+            Err(_) => {
+                abort.abort();
+                Err(ExecError::Timeout)
+            }
+            Ok(Ok(Ok(resp))) => {
+                // The guest may still be streaming the body: bound it by the deadline too.
+                let id = component.to_string();
+                tokio::spawn(async move {
+                    let remaining = timeout.saturating_sub(started.elapsed()) + EPOCH_TICK * 5;
+                    match tokio::time::timeout(remaining, handle).await {
+                        Err(_) => {
+                            abort.abort();
+                            eprintln!("[{id}] error after the response started: request deadline exceeded");
+                        }
+                        Ok(Ok(Ok(()))) => {}
+                        Ok(Ok(Err(e))) => {
+                            eprintln!("[{id}] error after the response started: {}", classify(e))
+                        }
+                        Ok(Err(e)) => eprintln!("[{id}] guest task failed: {e}"),
+                    }
+                });
+                Ok(resp)
+            }
+            Ok(Ok(Err(code))) => {
+                let _ = handle.await;
+                Err(ExecError::Internal(format!(
+                    "guest returned an error code: {code:?}"
+                )))
+            }
+            Ok(Err(_)) => match handle.await {
+                Ok(Err(e)) => Err(classify(e)),
+                Ok(Ok(())) => Err(ExecError::Internal(
+                    "guest failed to produce a response prior to returning".into(),
+                )),
+                Err(e) => Err(ExecError::Internal(format!("guest task failed: {e}"))),
+            },
+        }
+    }
+
+    /// Outbound HTTP from a component: allow-list check, then service chaining or the network.
+    async fn outbound(
+        self: Arc<Self>,
+        comp: &ComponentCtx,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+    ) -> SendResult {
+        use wasmtime_wasi_http::Error as HErr;
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
+        let Some(authority) = uri.authority() else {
+            return Err(HErr::HttpRequestUriInvalid);
+        };
+        let url = OutboundUrl {
+            scheme: scheme.clone(),
+            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+            port: authority.port_u16(),
+        };
+        if !comp.allowed_hosts.allows(&url) {
+            eprintln!(
+                "[{}] outbound HTTP request to {scheme}://{authority} denied: not in allowed_outbound_hosts",
+                comp.id
+            );
+            return Err(HErr::HttpRequestDenied);
+        }
+        if let Some(target) = service_chaining_target(authority.as_str()) {
+            if !self.components.contains_key(target) {
+                return Err(HErr::DestinationNotFound);
+            }
+            let target = target.to_string();
+            let path = uri.path().to_string();
+            let m = RouteMatch::synthetic(&target, &path);
+            let mut req = request;
+            let chained_client: SocketAddr = "0.0.0.0:0".parse().unwrap();
+            crate::server::set_spin_headers(&mut req, &m, chained_client, "http");
+            return match self.execute(&target, req).await {
+                Ok(resp) => Ok((resp, Box::new(async { Ok(()) }))),
+                Err(e) => {
+                    eprintln!("[{target}] chained request from {} failed: {e}", comp.id);
+                    let resp = error_response(&e);
+                    Ok((resp, Box::new(async { Ok(()) })))
+                }
+            };
+        }
+        let (resp, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+        Ok((
+            resp.map(|b| b.boxed_unsync()),
+            Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+        ))
+    }
+}
+
+/// Headers: Spin clears the request's headers and re-adds them with its own.
+pub fn header_pairs(pairs: Vec<(String, String)>) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in pairs {
+        if let (Ok(n), Ok(v)) = (k.parse::<HeaderName>(), HeaderValue::from_str(&v)) {
+            map.append(n, v);
+        }
+    }
+    map
+}

@@ -1,0 +1,162 @@
+//! HTTP/1.1 front end: Spin's routing and request headers, `/.well-known/spin/health`,
+//! request logs and graceful shutdown.
+
+use crate::allowed_hosts::service_chaining_target;
+use crate::routes::{RouteMatch, Router};
+use crate::runtime::{error_response, text_response, Runtime};
+use anyhow::Result;
+use http::{HeaderValue, Request};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+pub struct Server {
+    pub rt: Arc<Runtime>,
+    pub router: Router,
+    pub quiet: bool,
+    pub app_name: String,
+}
+
+/// Add Spin's `spin-*` request headers (overwriting any the client sent) and make the URI
+/// absolute, as Spin's HTTP trigger does.
+pub fn set_spin_headers<B>(req: &mut Request<B>, m: &RouteMatch, client: SocketAddr, scheme: &str) {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let abs_path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let full_url = format!("{scheme}://{host}{abs_path}");
+    let mut pairs: Vec<(String, String)> = vec![
+        ("spin-path-info".into(), m.path_info.clone()),
+        ("spin-full-url".into(), full_url.clone()),
+        ("spin-matched-route".into(), m.based_route.clone()),
+        ("spin-base-path".into(), "/".into()),
+        ("spin-raw-component-route".into(), m.raw_route.clone()),
+        ("spin-component-route".into(), m.raw_route_or_prefix().to_string()),
+        ("spin-client-addr".into(), client.to_string()),
+    ];
+    for (name, value) in &m.named {
+        pairs.push((format!("spin-path-match-{}", name.to_ascii_lowercase()), value.clone()));
+    }
+    let headers = req.headers_mut();
+    for (k, v) in pairs {
+        if let (Ok(name), Ok(value)) = (
+            k.parse::<http::HeaderName>(),
+            HeaderValue::from_str(&v),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    if req.uri().authority().is_none() {
+        if let Ok(uri) = full_url.parse::<http::Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+}
+
+impl Server {
+    async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<http::Response<HyperOutgoingBody>, Infallible> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let mut component = String::new();
+        let resp = if let Some(wk) = path.strip_prefix("/.well-known/spin/") {
+            match wk {
+                "health" => text_response(200, "OK").map(|b| b),
+                "info" => text_response(
+                    200,
+                    &format!(
+                        "{{\"name\":{:?},\"runner\":\"visits-runner {}\"}}",
+                        self.app_name,
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                ),
+                _ => text_response(404, "Not Found"),
+            }
+        } else {
+            // Requests from outside must not pose as service-chaining requests.
+            if let Some(h) = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+                if service_chaining_target(h).is_some() {
+                    req.headers_mut().remove(http::header::HOST);
+                }
+            }
+            match self.router.route(&path) {
+                None => text_response(404, "Not Found"),
+                Some(m) => {
+                    component = m.component.clone();
+                    set_spin_headers(&mut req, &m, client, "http");
+                    match self.rt.execute(&m.component, req).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("[{}] {method} {path}: {e}", m.component);
+                            error_response(&e)
+                        }
+                    }
+                }
+            }
+        };
+        if !self.quiet {
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            let via = if component.is_empty() {
+                String::new()
+            } else {
+                format!(" [{component}]")
+            };
+            eprintln!("{method} {path} {} {ms:.2}ms{via}", resp.status().as_u16());
+        }
+        Ok(resp)
+    }
+
+    /// Accept connections until SIGINT/SIGTERM, then finish in-flight requests and return.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, grace: Duration) -> Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, client) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            eprintln!("accept error: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let me = self.clone();
+                    let svc = hyper::service::service_fn(move |req| me.clone().handle(req, client));
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                _ = term.recv() => { eprintln!("received SIGTERM, shutting down"); break; }
+                _ = int.recv() => { eprintln!("received SIGINT, shutting down"); break; }
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+            eprintln!("shutdown: in-flight requests did not finish within {grace:?}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,329 @@
+//! The harness of the end-to-end suite: real processes on real loopback sockets.
+//!
+//! - [`Redis`]: a `redis-server` (Debian package) on a free port, no persistence.
+//! - [`Mongo`]: `nx-27017` (PyPI), an independent MongoDB wire-protocol server on SQLite. It is
+//!   not MongoDB: authentication and replica sets are tested elsewhere (mongo-wire, gated on a
+//!   real server).
+//! - [`App`]: one edition of the app — the Wasm components under `visits-runner up`, or the
+//!   native `visits-native` — configured with the same setting names.
+//!
+//! Binaries come from `target/release` (built by `make test`), or from `VISITS_RUNNER_BIN` /
+//! `VISITS_NATIVE_BIN`. A missing binary or server fails the test with what to run: the suite
+//! never skips silently.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use serde_json::Value;
+
+/// Which edition a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edition {
+    Wasm,
+    Native,
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn binary(env: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release").join(name));
+    assert!(
+        path.is_file(),
+        "{} not found: build it with `cargo build --release -p {name}` (make test does), or set {env}",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound then released; the child binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening on {port}: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not listen on port {port} within 20 s");
+}
+
+fn spawn(cmd: &mut Command, what: &str, hint: &str) -> Child {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what} ({e}): {hint}"))
+}
+
+fn stop(child: &mut Child) {
+    // SIGTERM first so servers flush and exit as they would in production.
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A throwaway directory under target/, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = repo_root()
+            .join("target/e2e-tmp")
+            .join(format!("{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A real `redis-server` on a free loopback port.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let mut child = spawn(
+            Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"]),
+            "redis-server",
+            "install it with `apt-get install redis-server` (scripts/setup.sh does)",
+        );
+        wait_for_port(port, "redis-server", &mut child);
+        Redis { child, port }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs one command with the real `redis-cli` and returns its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// `nx-27017`, a MongoDB wire-protocol server backed by a SQLite file.
+pub struct Mongo {
+    child: Child,
+    pub port: u16,
+}
+
+impl Mongo {
+    pub fn start(db_file: &Path, port: u16) -> Mongo {
+        let mut child = spawn(
+            Command::new("nx-27017")
+                .arg("--db")
+                .arg(db_file)
+                .args(["--host", "127.0.0.1", "-p", &port.to_string()]),
+            "nx-27017",
+            "install it with `pip install nx-27017` (scripts/setup.sh does)",
+        );
+        wait_for_port(port, "nx-27017", &mut child);
+        Mongo { child, port }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// One running edition of the app.
+pub struct App {
+    child: Child,
+    pub edition: Edition,
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    agent: ureq::Agent,
+}
+
+/// Settings for an [`App`]: Spin variable names (the native edition gets them upper-cased).
+pub type Settings<'a> = &'a [(&'a str, &'a str)];
+
+impl App {
+    /// Starts the edition with these settings; `state` holds the Wasm edition's embedded stores.
+    pub fn start(edition: Edition, settings: Settings<'_>, state: &Path) -> App {
+        let mut cmd = match edition {
+            Edition::Wasm => {
+                let mut cmd = Command::new(binary("VISITS_RUNNER_BIN", "visits-runner"));
+                cmd.arg("up")
+                    .args(["--listen", "127.0.0.1:0", "--quiet"])
+                    .arg("-f")
+                    .arg(repo_root().join("spin.toml"))
+                    .arg("--state-dir")
+                    .arg(state)
+                    // One compile cache for the whole suite: starts stay fast and cache hits are
+                    // exercised on every start after the first.
+                    .arg("--cache-dir")
+                    .arg(repo_root().join("target/e2e-cache"));
+                for (k, v) in settings {
+                    cmd.arg("--variable").arg(format!("{k}={v}"));
+                }
+                cmd
+            }
+            Edition::Native => {
+                let mut cmd = Command::new(binary("VISITS_NATIVE_BIN", "visits-native"));
+                cmd.env("LISTEN_ADDRESS", "127.0.0.1:0").env("QUIET", "1");
+                for (k, v) in settings {
+                    cmd.env(k.to_ascii_uppercase(), v);
+                }
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start the {edition:?} edition: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{edition:?} edition did not start; its log:\n{}", log.lock().unwrap());
+            }
+        };
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        App {
+            child,
+            edition,
+            base: format!("http://{addr}"),
+            log,
+            agent,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    /// One request; any status is a [`Reply`] (only transport failures panic).
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let resp = match req.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path} on the {:?} edition failed: {e}\nlog:\n{}", self.edition, self.log()),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or_default().to_string();
+                (n, v)
+            })
+            .collect();
+        let mut body = String::new();
+        resp.into_reader().read_to_string(&mut body).expect("a UTF-8 body");
+        Reply { status, headers, body }
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[])
+    }
+
+    /// `GET /` as JSON.
+    pub fn page_json(&self, headers: &[(&str, &str)]) -> Value {
+        let mut all = vec![("accept", "application/json")];
+        all.extend_from_slice(headers);
+        let reply = self.request("GET", "/", &all);
+        assert_eq!(reply.status, 200, "GET / failed: {}\nlog:\n{}", reply.body, self.log());
+        reply.json()
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}

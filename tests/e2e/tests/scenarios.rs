@@ -1,0 +1,276 @@
+//! The scenarios every edition must pass. Each `scenario!` runs one function against the Wasm
+//! edition (components under visits-runner) and the native edition, so the two cannot drift.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use visits_e2e::{free_port, App, Edition, Mongo, Redis, TempDir, Value};
+
+macro_rules! scenario {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn wasm() {
+                super::$name(visits_e2e::Edition::Wasm)
+            }
+            #[test]
+            fn native() {
+                super::$name(visits_e2e::Edition::Native)
+            }
+        }
+    };
+}
+
+fn start(edition: Edition, settings: &[(&str, &str)]) -> (App, TempDir) {
+    let state = TempDir::new("state");
+    (App::start(edition, settings, &state.0), state)
+}
+
+fn ips(page: &Value) -> Vec<String> {
+    page["records"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no records in {page}"))
+        .iter()
+        .map(|r| r["client_ip"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Fires `n` requests from `threads` threads and returns every count the page reported.
+fn concurrent_counts(app: &App, n: usize, threads: usize) -> Vec<u64> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..n)
+                        .step_by(threads)
+                        .map(|_| app.page_json(&[])["visits"].as_u64().expect("a count"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+scenario!(page_shows_every_field);
+fn page_shows_every_field(edition: Edition) {
+    let (app, _state) = start(
+        edition,
+        &[("author", "Ada <Lovelace>"), ("version", "v7"), ("hostname", "web-0"), ("project", "visits & co")],
+    );
+    let html = app.get("/");
+    assert_eq!(html.status, 200);
+    assert!(html.header("content-type").unwrap().starts_with("text/html"));
+    for needle in [
+        r#"<dd id="author">Ada &lt;Lovelace&gt;</dd>"#,
+        r#"<h1 id="project">visits &amp; co</h1>"#,
+        r#"<dd id="version">v7</dd>"#,
+        r#"<dd id="hostname">web-0</dd>"#,
+        r#"<span id="visits" class="count">1</span>"#,
+        r#"<table id="records">"#,
+        r#"<td class="ip">127.0.0.1</td>"#,
+    ] {
+        assert!(html.body.contains(needle), "{edition:?}: missing {needle} in\n{}", html.body);
+    }
+    let page = app.page_json(&[]);
+    assert_eq!(page["author"], "Ada <Lovelace>");
+    assert_eq!(page["version"], "v7");
+    assert_eq!(page["hostname"], "web-0");
+    assert_eq!(page["visits"], 2);
+    assert_eq!(page["errors"], serde_json::json!({}));
+    // The date is now, in UTC.
+    let date = page["date"].as_str().unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let shown = visits_core_time(date);
+    assert!((now - shown).abs() < 60_000, "date {date} is not now");
+    assert_eq!(ips(&page), ["127.0.0.1", "127.0.0.1"], "newest first, both visits recorded");
+}
+
+/// Parses the page's RFC 3339 date without depending on the app's own code.
+fn visits_core_time(text: &str) -> i64 {
+    let out = std::process::Command::new("date").args(["-u", "-d", text, "+%s%3N"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+}
+
+scenario!(embedded_counter_loses_no_increment);
+fn embedded_counter_loses_no_increment(edition: Edition) {
+    let (app, _state) = start(edition, &[("records_backend", "off")]);
+    let counts: BTreeSet<u64> = concurrent_counts(&app, 64, 8).into_iter().collect();
+    assert_eq!(counts, (1..=64).collect(), "{edition:?}: every visit gets its own count");
+}
+
+scenario!(redis_counter_is_shared_and_exact);
+fn redis_counter_is_shared_and_exact(edition: Edition) {
+    let redis = Redis::start();
+    let settings = [
+        ("counter_backend", "redis"),
+        ("redis_address", &redis.address()),
+        ("counter_key", "e2e"),
+        ("records_backend", "off"),
+    ];
+    // Two replicas against one Redis: the count is one count.
+    let (a, _sa) = start(edition, &settings);
+    let (b, _sb) = start(edition, &settings);
+    let mut counts = concurrent_counts(&a, 40, 4);
+    counts.extend(concurrent_counts(&b, 40, 4));
+    let counts: BTreeSet<u64> = counts.into_iter().collect();
+    assert_eq!(counts, (1..=80).collect());
+    assert_eq!(redis.cli(&["GET", "e2e"]), "80");
+}
+
+scenario!(records_are_newest_first_and_only_the_last_ten);
+fn records_are_newest_first_and_only_the_last_ten(edition: Edition) {
+    let (app, _state) = start(edition, &[("trust_forwarded_for", "true")]);
+    for i in 1..=15 {
+        app.page_json(&[("x-forwarded-for", &format!("192.0.2.{i}, 10.0.0.1"))]);
+    }
+    let page = app.page_json(&[("x-real-ip", "2001:db8::16")]);
+    let want: Vec<String> = std::iter::once("2001:db8::16".to_string())
+        .chain((7..=15).rev().map(|i| format!("192.0.2.{i}")))
+        .collect();
+    assert_eq!(ips(&page), want);
+}
+
+scenario!(forwarded_headers_need_trust_and_must_parse);
+fn forwarded_headers_need_trust_and_must_parse(edition: Edition) {
+    let (untrusting, _s1) = start(edition, &[]);
+    let page = untrusting.page_json(&[("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(ips(&page)[0], "127.0.0.1", "not trusted: the peer address counts");
+    let (trusting, _s2) = start(edition, &[("trust_forwarded_for", "true")]);
+    let page = trusting.page_json(&[("x-forwarded-for", "<script>, 203.0.113.9")]);
+    assert_eq!(ips(&page)[0], "127.0.0.1", "an unparsable forwarded address falls back to the peer");
+}
+
+scenario!(records_off_is_the_webnodb_page);
+fn records_off_is_the_webnodb_page(edition: Edition) {
+    let (app, _state) = start(edition, &[("records_backend", "off")]);
+    let page = app.page_json(&[]);
+    assert_eq!(page["records_enabled"], false);
+    assert_eq!(page["records"], Value::Null);
+    assert!(!app.get("/").body.contains("Recent visits"));
+    let health = app.get("/healthz");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.json()["checks"], serde_json::json!({"counter": "ok"}));
+}
+
+scenario!(mongodb_records_survive_restarts);
+fn mongodb_records_survive_restarts(edition: Edition) {
+    let dir = TempDir::new("mongo");
+    let db = dir.0.join("nx.db");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let collection = format!("e2e_{edition:?}").to_lowercase();
+    let settings = [
+        ("records_backend", "mongodb"),
+        ("mongo_address", addr.as_str()),
+        ("mongo_address_2", addr.as_str()),
+        ("mongo_address_3", addr.as_str()),
+        ("mongo_collection", collection.as_str()),
+        ("trust_forwarded_for", "true"),
+    ];
+    {
+        let _mongo = Mongo::start(&db, port);
+        let (app, _state) = start(edition, &settings);
+        for i in 1..=12 {
+            let page = app.page_json(&[("x-forwarded-for", &format!("198.51.100.{i}"))]);
+            assert_eq!(page["errors"], serde_json::json!({}), "{page}");
+        }
+        assert_eq!(app.get("/healthz").status, 200);
+    }
+    // Both the app and the database restart; the records are still there.
+    let _mongo = Mongo::start(&db, port);
+    let (app, _state) = start(edition, &settings);
+    let page = app.page_json(&[("x-forwarded-for", "198.51.100.13")]);
+    let want: Vec<String> = (4..=13).rev().map(|i| format!("198.51.100.{i}")).collect();
+    assert_eq!(ips(&page), want);
+}
+
+scenario!(a_dead_backend_degrades_the_page_and_fails_readiness);
+fn a_dead_backend_degrades_the_page_and_fails_readiness(edition: Edition) {
+    // Nothing listens on these ports: connection refused.
+    let redis = format!("127.0.0.1:{}", free_port());
+    let mongo = format!("127.0.0.1:{}", free_port());
+    let (app, _state) = start(
+        edition,
+        &[
+            ("counter_backend", "redis"),
+            ("redis_address", &redis),
+            ("records_backend", "mongodb"),
+            ("mongo_address", &mongo),
+            ("mongo_address_2", &mongo),
+            ("mongo_address_3", &mongo),
+        ],
+    );
+    let started = Instant::now();
+    let html = app.get("/");
+    assert_eq!(html.status, 200, "the page still renders");
+    assert!(html.body.contains("counter unavailable"), "{}", html.body);
+    assert!(html.body.contains("records unavailable"), "{}", html.body);
+    assert_eq!(html.header("x-visits-degraded"), Some("counter,records"));
+    let health = app.get("/healthz");
+    assert_eq!(health.status, 503);
+    let health = health.json();
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["failed"], serde_json::json!(["counter", "recorder"]));
+    assert!(started.elapsed() < Duration::from_secs(10), "failing backends must fail fast");
+}
+
+scenario!(a_silent_mongodb_times_out);
+fn a_silent_mongodb_times_out(edition: Edition) {
+    // Accepts connections, never answers: only a read timeout saves the request.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let (app, _state) = start(
+        edition,
+        &[
+            ("records_backend", "mongodb"),
+            ("mongo_address", &addr),
+            ("mongo_address_2", &addr),
+            ("mongo_address_3", &addr),
+            ("mongo_timeout_ms", "300"),
+        ],
+    );
+    let started = Instant::now();
+    let page = app.page_json(&[]);
+    assert!(page["errors"]["records"].is_string(), "{page}");
+    assert!(page["visits"].is_u64(), "the counter still works: {page}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    drop(silent);
+}
+
+scenario!(bad_requests_get_clear_errors);
+fn bad_requests_get_clear_errors(edition: Edition) {
+    let (app, _state) = start(edition, &[]);
+    let missing = app.get("/nope");
+    assert_eq!(missing.status, 404);
+    assert!(missing.json()["error"].as_str().unwrap().contains("/nope"));
+    let post = app.request("POST", "/", &[]);
+    assert_eq!(post.status, 405);
+    assert!(post.json()["error"].is_string());
+    // Neither counted a visit.
+    assert_eq!(app.page_json(&[])["visits"], 1);
+    assert_eq!(app.get("/.well-known/spin/health").status, 200);
+}
+
+scenario!(bad_settings_are_reported);
+fn bad_settings_are_reported(edition: Edition) {
+    match edition {
+        // Spin reads variables per request: the page answers 500 naming the setting.
+        Edition::Wasm => {
+            let (app, _state) = start(edition, &[("records_limit", "1000")]);
+            let reply = app.get("/");
+            assert_eq!(reply.status, 500);
+            assert!(reply.json()["error"].as_str().unwrap().contains("records_limit"), "{}", reply.body);
+        }
+        // A native server reads its settings once and refuses to start.
+        Edition::Native => {
+            let out = std::process::Command::new(visits_e2e::repo_root().join("target/release/visits-native"))
+                .env("RECORDS_LIMIT", "1000")
+                .env("LISTEN_ADDRESS", "127.0.0.1:0")
+                .output()
+                .expect("visits-native runs");
+            assert!(!out.status.success());
+            assert!(String::from_utf8_lossy(&out.stderr).contains("records_limit"));
+        }
+    }
+}
