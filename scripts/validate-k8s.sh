@@ -27,7 +27,12 @@ if ! "$PYTHON" -c 'import kubernetes_validate, jsonschema, yaml, pytest, helm_py
   "$PYTHON" -m pip install --quiet -r tests/k8s/requirements.txt
 fi
 
-out="${K8S_RENDER_DIR:-$(mktemp -d)}"
+if [ -n "${K8S_RENDER_DIR:-}" ]; then
+  out="$K8S_RENDER_DIR"
+else
+  out="$(mktemp -d)"
+  trap 'rm -rf "$out"' EXIT
+fi
 mkdir -p "$out"
 echo "validate-k8s: rendering into $out"
 
@@ -74,8 +79,8 @@ for f in sorted(out.glob("*.yaml")):
     target = out / f"builtin-{f.name}"
     target.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 PY
-kubernetes-validate --kubernetes-version "$K8S_VERSION" --strict --quiet "$out"/builtin-*.yaml
+"$PYTHON" -m kubernetes_validate --kubernetes-version "$K8S_VERSION" --strict --quiet "$out"/builtin-*.yaml
 echo "  kubernetes-validate --strict $K8S_VERSION: ok"
 
 # 4. pytest
-exec "$PYTHON" -m pytest -q tests/k8s "$@"
+"$PYTHON" -m pytest -q tests/k8s "$@"

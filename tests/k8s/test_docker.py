@@ -85,3 +85,12 @@ def test_compose():
         assert env["COUNTER_BACKEND"] == "redis" and env["REDIS_ADDRESS"] == "redis:6379"
         assert env["RECORDS_BACKEND"] == ("mongodb" if name == "webdb" else "off")
         assert env["LISTEN_ADDRESS"].endswith(":8080")
+        if name == "webdb":
+            # the app takes IP:port seeds only: mongo has a fixed address on the compose network
+            import ipaddress
+            mongo_ip = services["mongo"]["networks"]["visits"]["ipv4_address"]
+            subnet = compose["networks"]["visits"]["ipam"]["config"][0]["subnet"]
+            assert ipaddress.ip_address(mongo_ip) in ipaddress.ip_network(subnet)
+            for k in ("MONGO_ADDRESS", "MONGO_ADDRESS_2", "MONGO_ADDRESS_3"):
+                host, port = env[k].rsplit(":", 1)
+                assert host == mongo_ip and port == "27017", env[k]

@@ -129,3 +129,28 @@ def test_invalid_values_fail(values, message):
     with pytest.raises(helm.HelmError) as err:
         render(values)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("values,ok,says", [
+    ({}, True, "WARNING: the example MongoDB passwords"),
+    ({"edition": "container", "mongo": {"mode": "replicaset"}}, True, "configuration OK"),
+    ({"hooks": {"configCheck": {"rejectExamplePasswords": True}}}, False, "example MongoDB passwords are still in use"),
+    ({"hooks": {"configCheck": {"rejectExamplePasswords": True}},
+      "mongo": {"auth": {"password": "s3cret-app", "rootPassword": "s3cret-root"}}}, True, "configuration OK"),
+])
+def test_config_check_hook_script(values, ok, says):
+    """Run the pre-install/pre-upgrade check's shell script with the env the Job gets."""
+    import os
+    import shutil
+    import subprocess
+    sh = shutil.which("sh")
+    docs = render(values)
+    job = next(d for d in docs if d["metadata"]["name"] == "wasm-visits-config-check")
+    ctr = job["spec"]["template"]["spec"]["containers"][0]
+    assert ctr["command"][:2] == ["sh", "-c"]
+    # the kubelet turns $$( into a literal $( (and expands nothing else: no Service env var is named here)
+    env = {e["name"]: e["value"].replace("$$(", "$(") for e in ctr["env"]}
+    r = subprocess.run([sh, "-c", ctr["command"][2]], env={"PATH": os.environ["PATH"], **env},
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode == 0) == ok, r.stdout + r.stderr
+    assert says in r.stdout + r.stderr

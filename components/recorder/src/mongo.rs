@@ -1,23 +1,108 @@
-//! The MongoDB backend (placeholder until the mongo-wire client lands).
+//! The MongoDB backend: the `mongo-wire` client over wasi:sockets TCP.
+//!
+//! One page view costs a connect and `hello`, the SCRAM conversation if credentials are set
+//! (`saslStart`, `saslContinue`), then `insert` and `find`. The index the query needs
+//! (`{date: -1, _id: -1}`) is not created on every request: the `find` names it as a `hint`,
+//! and only when MongoDB answers that no such index exists does the store run
+//! `createIndexes` (idempotent) and the `find` again.
 
-use visits_core::config::MongoSettings;
+use mongo_wire::bson::{doc, Bson, Document};
+use mongo_wire::{Client, ClientOptions, Credential, Error, FindOptions, Mechanism, WasiConnector};
+use visits_core::config::{AuthMechanism, MongoSettings};
 use visits_core::Record;
 
 use crate::Store;
 
-pub(crate) struct MongoStore;
+/// The key pattern of the newest-first query, used as its sort, its hint and its index.
+fn newest_first() -> Document {
+    doc! { "date": -1, "_id": -1 }
+}
+const INDEX_NAME: &str = "date_-1__id_-1";
+
+pub(crate) struct MongoStore {
+    client: Client<WasiConnector>,
+    database: String,
+    collection: String,
+}
+
+fn short(e: Error) -> String {
+    let mut s = format!("mongodb: {e}");
+    if s.len() > 300 {
+        let mut cut = 300;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
 
 impl MongoStore {
-    pub(crate) fn connect(_settings: &MongoSettings) -> Result<Self, String> {
-        Err("mongodb: backend not built yet".into())
+    pub(crate) fn connect(settings: &MongoSettings) -> Result<Self, String> {
+        let mut options = ClientOptions::new(settings.seeds.clone());
+        options.timeout = settings.timeout;
+        options.app_name = Some("wasm-visits recorder".into());
+        options.credential = settings.credential.as_ref().map(|c| Credential {
+            username: c.username.clone(),
+            password: c.password.clone(),
+            source: c.source.clone(),
+            mechanism: match c.mechanism {
+                AuthMechanism::ScramSha256 => Mechanism::ScramSha256,
+                AuthMechanism::ScramSha1 => Mechanism::ScramSha1,
+            },
+        });
+        let client = Client::connect(WasiConnector, options).map_err(short)?;
+        Ok(MongoStore {
+            client,
+            database: settings.database.clone(),
+            collection: settings.collection.clone(),
+        })
+    }
+
+    fn find_newest(&mut self, limit: usize) -> Result<Vec<Document>, Error> {
+        let options = FindOptions {
+            sort: Some(newest_first()),
+            limit: Some(limit as i64),
+            hint: Some(Bson::Document(newest_first())),
+            ..FindOptions::default()
+        };
+        match self.client.find(&self.database, &self.collection, &options) {
+            Err(e) if e.is_missing_hint_index() => {
+                self.client.create_index(
+                    &self.database,
+                    &self.collection,
+                    newest_first(),
+                    INDEX_NAME,
+                )?;
+                self.client.find(&self.database, &self.collection, &options)
+            }
+            other => other,
+        }
     }
 }
 
 impl Store for MongoStore {
-    fn insert(&mut self, _record: &Record) -> Result<(), String> {
-        unreachable!()
+    fn insert(&mut self, record: &Record) -> Result<(), String> {
+        self.client
+            .insert_one(&self.database, &self.collection, record.to_document())
+            .map_err(short)
     }
-    fn latest(&mut self, _limit: usize) -> Result<Vec<Record>, String> {
-        unreachable!()
+
+    fn latest(&mut self, limit: usize) -> Result<Vec<Record>, String> {
+        let docs = self.find_newest(limit).map_err(short)?;
+        docs.iter()
+            .map(|d| {
+                Record::from_document(d).map_err(|e| {
+                    let id = d
+                        .get("_id")
+                        .map_or_else(|| "without _id".to_string(), |v| v.to_string());
+                    format!(
+                        "mongodb: stored visit {id} in {}.{} is malformed: {e}",
+                        self.database, self.collection
+                    )
+                })
+            })
+            .collect()
     }
 }

@@ -153,7 +153,10 @@ impl<S: Stream> Connection<S> {
     fn remaining(deadline: Instant) -> io::Result<Duration> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            Err(io::Error::new(ErrorKind::TimedOut, "server did not answer in time"))
+            Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "server did not answer in time",
+            ))
         } else {
             Ok(left)
         }
@@ -163,7 +166,12 @@ impl<S: Stream> Connection<S> {
         while !buf.is_empty() {
             self.stream.set_timeout(Self::remaining(deadline)?)?;
             match self.stream.write(buf) {
-                Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "server closed the connection")),
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        ErrorKind::WriteZero,
+                        "server closed the connection",
+                    ))
+                }
                 Ok(n) => buf = &buf[n..],
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(timeout_kind(e)),
@@ -211,6 +219,8 @@ pub struct FindOptions {
     pub projection: Option<Document>,
     /// An index name or key pattern the server must use.
     pub hint: Option<Bson>,
+    /// Documents per batch (default: `limit`, or the server's default without a limit).
+    pub batch_size: Option<i64>,
 }
 
 /// A client bound to the writable primary of a deployment.
@@ -221,18 +231,29 @@ pub struct Client<C: Connector> {
     hello: Option<HelloReply>,
     /// Commands sent on connections closed so far (see [`Client::commands_sent`]).
     commands_before: u64,
+    /// The SCRAM password (derived once: MD5 digest for SHA-1, SASLprep for SHA-256).
+    scram_password: Option<Vec<u8>>,
 }
 
 impl<C: Connector> Client<C> {
     /// Finds the writable primary among `options.seeds` (trying each in turn, following a
     /// primary named by a secondary) and authenticates if a credential is given.
     pub fn connect(connector: C, options: ClientOptions) -> Result<Self, Error> {
+        let scram_password = match &options.credential {
+            Some(c) => Some(scram::mongo_password(
+                c.mechanism,
+                &c.username,
+                &c.password,
+            )?),
+            None => None,
+        };
         let mut client = Client {
             connector,
             options,
             conn: None,
             hello: None,
             commands_before: 0,
+            scram_password,
         };
         client.discover(None)?;
         Ok(client)
@@ -265,9 +286,8 @@ impl<C: Connector> Client<C> {
         let mut selector = Selector::new(&self.options.seeds, prefer);
         while let Some(addr) = selector.next_candidate() {
             match self.open(addr) {
-                Ok((conn, hello)) if hello.is_writable_primary => {
-                    let mut conn = conn;
-                    if let Err(e) = self.authenticate(&mut conn) {
+                Ok((mut conn, hello, speculative)) if hello.is_writable_primary => {
+                    if let Err(e) = self.authenticate(&mut conn, speculative) {
                         self.commands_before += conn.commands_sent();
                         // Wrong credentials are wrong everywhere: stop here.
                         return Err(e);
@@ -276,7 +296,7 @@ impl<C: Connector> Client<C> {
                     self.hello = Some(hello);
                     return Ok(());
                 }
-                Ok((conn, hello)) => {
+                Ok((conn, hello, _)) => {
                     self.commands_before += conn.commands_sent();
                     selector.not_primary(addr, &hello);
                 }
@@ -286,8 +306,42 @@ impl<C: Connector> Client<C> {
         Err(Error::NoPrimary(selector.reasons))
     }
 
-    /// Connects to `addr` and runs the handshake `hello`.
-    fn open(&mut self, addr: SocketAddr) -> Result<(Connection<C::Stream>, HelloReply), Error> {
+    fn auth_source(cred: &Credential) -> &str {
+        if cred.source.is_empty() {
+            "admin"
+        } else {
+            cred.source.as_str()
+        }
+    }
+
+    /// A new SCRAM conversation and its client-first message, if there is a credential.
+    fn start_scram(&self) -> Result<Option<(ScramClient, String)>, Error> {
+        let (Some(cred), Some(password)) = (&self.options.credential, &self.scram_password) else {
+            return Ok(None);
+        };
+        Ok(Some(ScramClient::start(
+            cred.mechanism,
+            &cred.username,
+            password.clone(),
+            scram::new_nonce()?,
+        )))
+    }
+
+    /// Connects to `addr` and runs the handshake `hello`. With a credential, the hello carries
+    /// the SCRAM client-first message (`speculativeAuthenticate`, MongoDB >= 4.4), saving the
+    /// `saslStart` round trip; returns the conversation and the server's answer if it took it.
+    #[allow(clippy::type_complexity)]
+    fn open(
+        &mut self,
+        addr: SocketAddr,
+    ) -> Result<
+        (
+            Connection<C::Stream>,
+            HelloReply,
+            Option<(ScramClient, Document)>,
+        ),
+        Error,
+    > {
         let stream = self.connector.connect(addr, self.options.timeout)?;
         let mut conn = Connection::new(
             stream,
@@ -303,10 +357,29 @@ impl<C: Connector> Client<C> {
             let app: String = app.chars().take(128).collect();
             client.insert("application", doc! { "name": app });
         }
-        let reply = match conn.command(&doc! { "hello": 1, "client": client.clone(), "$db": "admin" }) {
+        let mut hello_cmd = doc! { "hello": 1, "client": client };
+        let scram = self.start_scram()?;
+        if let (Some((_, first)), Some(cred)) = (&scram, &self.options.credential) {
+            hello_cmd.insert(
+                "speculativeAuthenticate",
+                doc! {
+                    "saslStart": 1,
+                    "mechanism": cred.mechanism.name(),
+                    "payload": binary(first.clone().into_bytes()),
+                    "options": { "skipEmptyExchange": true },
+                    "db": Self::auth_source(cred),
+                },
+            );
+        }
+        hello_cmd.insert("$db", "admin");
+        let reply = match conn.command(&hello_cmd) {
             // Servers before 4.4.2 do not know `hello`: fall back to the legacy name.
             Err(Error::Command { code: 59, .. }) => {
-                conn.command(&doc! { "isMaster": 1, "client": client, "$db": "admin" })?
+                let mut legacy = doc! { "isMaster": 1 };
+                for (k, v) in hello_cmd.iter().skip(1) {
+                    legacy.insert(k.clone(), v.clone());
+                }
+                conn.command(&legacy)?
             }
             other => other?,
         };
@@ -318,31 +391,44 @@ impl<C: Connector> Client<C> {
             )));
         }
         conn.set_max_message_size(hello.max_message_size_bytes);
-        Ok((conn, hello))
+        let speculative = match (scram, reply.get("speculativeAuthenticate")) {
+            (Some((scram, _)), Some(Bson::Document(d))) => Some((scram, d.clone())),
+            _ => None,
+        };
+        Ok((conn, hello, speculative))
     }
 
-    fn authenticate(&self, conn: &mut Connection<C::Stream>) -> Result<(), Error> {
+    fn authenticate(
+        &self,
+        conn: &mut Connection<C::Stream>,
+        speculative: Option<(ScramClient, Document)>,
+    ) -> Result<(), Error> {
         let Some(cred) = &self.options.credential else {
             return Ok(());
         };
-        let source = if cred.source.is_empty() { "admin" } else { cred.source.as_str() };
-        let password = scram::mongo_password(cred.mechanism, &cred.username, &cred.password)?;
-        let (scram, first) = ScramClient::start(cred.mechanism, &cred.username, password, scram::new_nonce()?);
+        let source = Self::auth_source(cred);
         let auth_err = |e: Error| match e {
             Error::Command { message, code, .. } => Error::Auth(format!("{message} ({code})")),
             other => other,
         };
-        let reply = conn
-            .command(&doc! {
-                "saslStart": 1,
-                "mechanism": cred.mechanism.name(),
-                "payload": binary(first.into_bytes()),
-                "autoAuthorize": 1,
-                "options": { "skipEmptyExchange": true },
-                "$db": source,
-            })
-            .map_err(auth_err)?;
-        let (conversation, _, server_first) = sasl_reply(&reply)?;
+        let (scram, first_reply) = match speculative {
+            Some(started) => started,
+            None => {
+                let (scram, first) = self.start_scram()?.expect("a credential");
+                let reply = conn
+                    .command(&doc! {
+                        "saslStart": 1,
+                        "mechanism": cred.mechanism.name(),
+                        "payload": binary(first.into_bytes()),
+                        "autoAuthorize": 1,
+                        "options": { "skipEmptyExchange": true },
+                        "$db": source,
+                    })
+                    .map_err(auth_err)?;
+                (scram, reply)
+            }
+        };
+        let (conversation, _, server_first) = sasl_reply(&first_reply)?;
         let (scram, client_final) = scram.handle_server_first(&server_first)?;
         let reply = conn
             .command(&doc! {
@@ -359,7 +445,9 @@ impl<C: Connector> Client<C> {
         while !done {
             rounds += 1;
             if rounds > 2 {
-                return Err(Error::Auth("server did not finish the SASL conversation".into()));
+                return Err(Error::Auth(
+                    "server did not finish the SASL conversation".into(),
+                ));
             }
             let reply = conn
                 .command(&doc! {
@@ -418,7 +506,12 @@ impl<C: Connector> Client<C> {
     }
 
     /// Inserts one document (adding an ObjectId `_id` if it has none, as the drivers do).
-    pub fn insert_one(&mut self, db: &str, coll: &str, mut document: Document) -> Result<(), Error> {
+    pub fn insert_one(
+        &mut self,
+        db: &str,
+        coll: &str,
+        mut document: Document,
+    ) -> Result<(), Error> {
         if !document.contains_key("_id") {
             let mut with_id = doc! { "_id": ObjectId::new() };
             with_id.extend(document);
@@ -428,13 +521,20 @@ impl<C: Connector> Client<C> {
         let reply = self.with_primary(|c| c.command(&cmd))?;
         match as_i64(reply.get("n")) {
             Some(1) | None => Ok(()),
-            Some(n) => Err(Error::Protocol(format!("insert of one document reports n = {n}"))),
+            Some(n) => Err(Error::Protocol(format!(
+                "insert of one document reports n = {n}"
+            ))),
         }
     }
 
     /// Runs `find` and returns the documents: the first batch, then `getMore` until the cursor
     /// is exhausted or `limit` documents arrived; a cursor left open is killed.
-    pub fn find(&mut self, db: &str, coll: &str, options: &FindOptions) -> Result<Vec<Document>, Error> {
+    pub fn find(
+        &mut self,
+        db: &str,
+        coll: &str,
+        options: &FindOptions,
+    ) -> Result<Vec<Document>, Error> {
         let mut cmd = doc! { "find": coll, "filter": options.filter.clone() };
         if let Some(sort) = &options.sort {
             cmd.insert("sort", sort.clone());
@@ -445,7 +545,10 @@ impl<C: Connector> Client<C> {
         let limit = options.limit.filter(|l| *l > 0);
         if let Some(limit) = limit {
             cmd.insert("limit", limit);
-            cmd.insert("batchSize", limit);
+        }
+        let batch_size = options.batch_size.filter(|b| *b > 0).or(limit);
+        if let Some(b) = batch_size {
+            cmd.insert("batchSize", b);
         }
         if let Some(hint) = &options.hint {
             cmd.insert("hint", hint.clone());
@@ -458,13 +561,22 @@ impl<C: Connector> Client<C> {
         let mut get_mores = 0;
         while cursor_id != 0 && limit.is_none_or(|l| (docs.len() as i64) < l) {
             get_mores += 1;
-            let conn = self.conn.as_mut().ok_or_else(|| Error::Protocol("lost the connection".into()))?;
+            let conn = self
+                .conn
+                .as_mut()
+                .ok_or_else(|| Error::Protocol("lost the connection".into()))?;
             let mut more = doc! { "getMore": cursor_id, "collection": coll };
-            if let Some(l) = limit {
-                more.insert("batchSize", l - docs.len() as i64);
+            let left = limit.map(|l| l - docs.len() as i64);
+            if let Some(b) = match (batch_size, left) {
+                (Some(b), Some(l)) => Some(b.min(l)),
+                (b, l) => b.or(l),
+            } {
+                more.insert("batchSize", b);
             }
             more.insert("$db", db);
-            let (batch, id) = conn.command(&more).and_then(|r| parse_cursor(&r, "nextBatch"))?;
+            let (batch, id) = conn
+                .command(&more)
+                .and_then(|r| parse_cursor(&r, "nextBatch"))?;
             cursor_id = id;
             if batch.is_empty() && get_mores > 10 {
                 break; // a cursor that keeps giving nothing (tailable?): stop asking
@@ -477,14 +589,21 @@ impl<C: Connector> Client<C> {
         if cursor_id != 0 {
             // Best effort: the server would time the cursor out anyway.
             if let Some(conn) = self.conn.as_mut() {
-                let _ = conn.command(&doc! { "killCursors": coll, "cursors": [cursor_id], "$db": db });
+                let _ =
+                    conn.command(&doc! { "killCursors": coll, "cursors": [cursor_id], "$db": db });
             }
         }
         Ok(docs)
     }
 
     /// Creates an index (idempotent: an identical existing index is fine).
-    pub fn create_index(&mut self, db: &str, coll: &str, keys: Document, name: &str) -> Result<(), Error> {
+    pub fn create_index(
+        &mut self,
+        db: &str,
+        coll: &str,
+        keys: Document,
+        name: &str,
+    ) -> Result<(), Error> {
         let cmd = doc! {
             "createIndexes": coll,
             "indexes": [{ "key": keys, "name": name }],
@@ -546,7 +665,8 @@ mod tests {
 
     #[test]
     fn cursor_parsing() {
-        let r = doc! {"cursor": {"id": 0i64, "ns": "a.b", "firstBatch": [{"x": 1}, {"x": 2}]}, "ok": 1};
+        let r =
+            doc! {"cursor": {"id": 0i64, "ns": "a.b", "firstBatch": [{"x": 1}, {"x": 2}]}, "ok": 1};
         let (docs, id) = parse_cursor(&r, "firstBatch").unwrap();
         assert_eq!((docs.len(), id), (2, 0));
         let r = doc! {"cursor": {"id": 7, "nextBatch": []}, "ok": 1};
@@ -559,14 +679,20 @@ mod tests {
             doc! {"cursor": {"id": 0, "firstBatch": [1]}},
             doc! {"cursor": {"id": "x", "firstBatch": []}},
         ] {
-            assert!(matches!(parse_cursor(&bad, "firstBatch"), Err(Error::Protocol(_))), "{bad}");
+            assert!(
+                matches!(parse_cursor(&bad, "firstBatch"), Err(Error::Protocol(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn sasl_replies() {
         let r = doc! {"conversationId": 1, "done": false, "payload": binary(b"r=x".to_vec())};
-        assert_eq!(sasl_reply(&r).unwrap(), (Bson::Int32(1), false, b"r=x".to_vec()));
+        assert_eq!(
+            sasl_reply(&r).unwrap(),
+            (Bson::Int32(1), false, b"r=x".to_vec())
+        );
         assert!(sasl_reply(&doc! {"done": true}).is_err());
         assert!(sasl_reply(&doc! {"conversationId": 1}).is_err());
     }

@@ -37,10 +37,7 @@ pub enum Error {
     /// The command ran but some writes failed (`writeErrors`).
     Write(Vec<WriteError>),
     /// The write was applied but its write concern was not satisfied (`writeConcernError`).
-    WriteConcern {
-        code: i32,
-        message: String,
-    },
+    WriteConcern { code: i32, message: String },
     /// Authentication failed, or the server's SCRAM messages did not verify.
     Auth(String),
     /// No seed led to a writable primary; the reason for each seed tried.
@@ -231,16 +228,27 @@ mod tests {
         for ok in [Bson::Double(0.0), Bson::Int32(0), Bson::String("1".into())] {
             assert!(check_reply(doc! {"ok": ok}).is_err());
         }
-        assert!(matches!(check_reply(doc! {}), Err(Error::Command { message, .. }) if message.contains("no \"ok\"")));
+        assert!(
+            matches!(check_reply(doc! {}), Err(Error::Command { message, .. }) if message.contains("no \"ok\""))
+        );
     }
 
     #[test]
     fn command_error_fields() {
-        let e = check_reply(doc! {"ok": 0.0, "errmsg": "boom", "code": 26, "codeName": "NamespaceNotFound"})
-            .unwrap_err();
+        let e = check_reply(
+            doc! {"ok": 0.0, "errmsg": "boom", "code": 26, "codeName": "NamespaceNotFound"},
+        )
+        .unwrap_err();
         match &e {
-            Error::Command { code, code_name, message } => {
-                assert_eq!((*code, code_name.as_str(), message.as_str()), (26, "NamespaceNotFound", "boom"));
+            Error::Command {
+                code,
+                code_name,
+                message,
+            } => {
+                assert_eq!(
+                    (*code, code_name.as_str(), message.as_str()),
+                    (26, "NamespaceNotFound", "boom")
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -255,15 +263,22 @@ mod tests {
             let e = check_reply(doc! {"ok": 0, "code": code, "errmsg": "x"}).unwrap_err();
             assert!(e.is_not_primary(), "{code}");
         }
-        for msg in ["not master", "not primary and secondaryOk=false", "Not primary while writing"] {
+        for msg in [
+            "not master",
+            "not primary and secondaryOk=false",
+            "Not primary while writing",
+        ] {
             let e = check_reply(doc! {"ok": 0, "code": 1, "errmsg": msg}).unwrap_err();
             // "Not primary" (capitalised) is matched by code only, like the drivers' legacy check.
             assert_eq!(e.is_not_primary(), msg.starts_with("not"), "{msg}");
         }
-        let e = check_reply(doc! {"ok": 1, "writeErrors": [{"index": 0, "code": 10107, "errmsg": "not primary"}]})
-            .unwrap_err();
+        let e = check_reply(
+            doc! {"ok": 1, "writeErrors": [{"index": 0, "code": 10107, "errmsg": "not primary"}]},
+        )
+        .unwrap_err();
         assert!(e.is_not_primary());
-        let e = check_reply(doc! {"ok": 0, "code": 11000, "errmsg": "E11000 duplicate key"}).unwrap_err();
+        let e = check_reply(doc! {"ok": 0, "code": 11000, "errmsg": "E11000 duplicate key"})
+            .unwrap_err();
         assert!(!e.is_not_primary());
         assert!(!Error::Io(io::Error::other("x")).is_not_primary());
         assert!(Error::Io(io::Error::from(io::ErrorKind::TimedOut)).is_timeout());
@@ -271,13 +286,17 @@ mod tests {
 
     #[test]
     fn write_errors() {
-        let e = check_reply(doc! {"ok": 1, "n": 0, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}]})
-            .unwrap_err();
+        let e = check_reply(
+            doc! {"ok": 1, "n": 0, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}]},
+        )
+        .unwrap_err();
         assert!(matches!(&e, Error::Write(w) if w[0].code == 11000 && w[0].message == "dup"));
         assert_eq!(e.to_string(), "write failed; #0 (11000): dup");
         assert!(check_reply(doc! {"ok": 1, "n": 1, "writeErrors": []}).is_ok());
-        let e = check_reply(doc! {"ok": 1, "n": 1, "writeConcernError": {"code": 64, "errmsg": "waiting"}})
-            .unwrap_err();
+        let e = check_reply(
+            doc! {"ok": 1, "n": 1, "writeConcernError": {"code": 64, "errmsg": "waiting"}},
+        )
+        .unwrap_err();
         assert!(matches!(e, Error::WriteConcern { code: 64, .. }));
     }
 

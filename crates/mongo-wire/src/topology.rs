@@ -132,7 +132,11 @@ impl Selector {
     /// and queue the members it lists, when they are IP literals not yet tried.
     pub fn not_primary(&mut self, addr: SocketAddr, hello: &HelloReply) {
         self.reasons.push(format!("{addr}: {}", hello.describe()));
-        if let Some(p) = hello.primary.as_deref().and_then(|p| p.parse::<SocketAddr>().ok()) {
+        if let Some(p) = hello
+            .primary
+            .as_deref()
+            .and_then(|p| p.parse::<SocketAddr>().ok())
+        {
             if !self.tried.contains(&p) {
                 self.queue.retain(|a| *a != p);
                 self.queue.push_front(p);
@@ -177,9 +181,13 @@ mod tests {
         assert!(h.is_writable_primary && h.is_mongos);
         assert_eq!(h.max_message_size_bytes, DEFAULT_MAX_MESSAGE_SIZE);
         // Lies are clamped.
-        let h = HelloReply::from_document(&doc! {"maxMessageSizeBytes": i64::MAX, "maxBsonObjectSize": -1});
+        let h = HelloReply::from_document(
+            &doc! {"maxMessageSizeBytes": i64::MAX, "maxBsonObjectSize": -1},
+        );
         assert_eq!(h.max_message_size_bytes, DEFAULT_MAX_MESSAGE_SIZE);
-        assert_eq!(h.max_bson_object_size, 1024);
+        assert_eq!(h.max_bson_object_size, 16 * 1024 * 1024);
+        let h = HelloReply::from_document(&doc! {"maxMessageSizeBytes": 10});
+        assert_eq!(h.max_message_size_bytes, 1024);
         let h = HelloReply::from_document(&doc! {"isWritablePrimary": "yes"});
         assert!(!h.is_writable_primary);
     }

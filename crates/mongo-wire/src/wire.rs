@@ -59,8 +59,8 @@ pub fn encode_op_msg(request_id: i32, body: &Document) -> Result<Vec<u8>, Error>
     out.push(0); // section kind 0
     body.to_writer(&mut out)
         .map_err(|e| Error::Encode(e.to_string()))?;
-    let len = i32::try_from(out.len())
-        .map_err(|_| Error::Encode("message larger than 2 GiB".into()))?;
+    let len =
+        i32::try_from(out.len()).map_err(|_| Error::Encode("message larger than 2 GiB".into()))?;
     out[0..4].copy_from_slice(&len.to_le_bytes());
     out[4..8].copy_from_slice(&request_id.to_le_bytes());
     out[8..12].copy_from_slice(&0i32.to_le_bytes());
@@ -110,15 +110,12 @@ pub fn parse_header(
     match header.op_code {
         OP_MSG => Ok(header),
         OP_REPLY => Err(Error::Protocol(
-            "server sent a legacy OP_REPLY; this client speaks OP_MSG only (MongoDB >= 3.6)"
-                .into(),
+            "server sent a legacy OP_REPLY; this client speaks OP_MSG only (MongoDB >= 3.6)".into(),
         )),
         OP_COMPRESSED => Err(Error::Protocol(
             "server sent OP_COMPRESSED although no compression was negotiated".into(),
         )),
-        other => Err(Error::Protocol(format!(
-            "unexpected reply opcode {other}"
-        ))),
+        other => Err(Error::Protocol(format!("unexpected reply opcode {other}"))),
     }
 }
 
@@ -139,9 +136,12 @@ pub fn decode_op_msg(header_bytes: &[u8; HEADER_LEN], payload: &[u8]) -> Result<
         return bad("OP_MSG shorter than its flag bits".into());
     }
     let flags = le_u32(&payload[0..4]);
-    let unknown_required = flags & REQUIRED_BITS_MASK & !(FLAG_CHECKSUM_PRESENT | FLAG_MORE_TO_COME);
+    let unknown_required =
+        flags & REQUIRED_BITS_MASK & !(FLAG_CHECKSUM_PRESENT | FLAG_MORE_TO_COME);
     if unknown_required != 0 {
-        return bad(format!("OP_MSG has unknown required flag bits {unknown_required:#x}"));
+        return bad(format!(
+            "OP_MSG has unknown required flag bits {unknown_required:#x}"
+        ));
     }
     if flags & FLAG_MORE_TO_COME != 0 {
         // We never ask for exhaust cursors, so the server must not stream replies.
@@ -182,7 +182,7 @@ pub fn decode_op_msg(header_bytes: &[u8; HEADER_LEN], payload: &[u8]) -> Result<
                 }
                 let size = le_i32(&rest[0..4]);
                 let size = match usize::try_from(size) {
-                    Ok(s) if s >= 4 + 1 && s <= rest.len() => s,
+                    Ok(s) if s > 4 && s <= rest.len() => s,
                     _ => {
                         return bad(format!(
                             "document sequence size {size} does not fit the {} bytes left",
@@ -195,7 +195,9 @@ pub fn decode_op_msg(header_bytes: &[u8; HEADER_LEN], payload: &[u8]) -> Result<
                     Error::Protocol("document sequence identifier is not terminated".into())
                 })?;
                 let identifier = std::str::from_utf8(&section[..nul])
-                    .map_err(|_| Error::Protocol("document sequence identifier is not UTF-8".into()))?
+                    .map_err(|_| {
+                        Error::Protocol("document sequence identifier is not UTF-8".into())
+                    })?
                     .to_string();
                 let mut docs = Vec::new();
                 let mut at = nul + 1;
@@ -271,11 +273,19 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 /// Decodes a whole reply message (header + payload) in one go: a convenience for tests and
 /// fuzzing; [`crate::Connection`] reads the header first so it can refuse oversized replies
 /// before reading (or allocating) the rest.
-pub fn decode_reply(bytes: &[u8], expected_response_to: i32, max_len: usize) -> Result<OpMsg, Error> {
+pub fn decode_reply(
+    bytes: &[u8],
+    expected_response_to: i32,
+    max_len: usize,
+) -> Result<OpMsg, Error> {
     let header_bytes: &[u8; HEADER_LEN] = bytes
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| Error::Protocol(format!("reply is shorter than the {HEADER_LEN}-byte header")))?;
+        .ok_or_else(|| {
+        Error::Protocol(format!(
+            "reply is shorter than the {HEADER_LEN}-byte header"
+        ))
+    })?;
     let header = parse_header(header_bytes, expected_response_to, max_len)?;
     if bytes.len() != header.message_length {
         return Err(Error::Protocol(format!(
@@ -373,7 +383,11 @@ mod tests {
 
     #[test]
     fn wrong_opcode() {
-        for (op, want) in [(OP_REPLY, "OP_REPLY"), (OP_COMPRESSED, "OP_COMPRESSED"), (2004, "opcode 2004")] {
+        for (op, want) in [
+            (OP_REPLY, "OP_REPLY"),
+            (OP_COMPRESSED, "OP_COMPRESSED"),
+            (2004, "opcode 2004"),
+        ] {
             let mut m = reply(5, &doc! {"ok": 1});
             m[12..16].copy_from_slice(&op.to_le_bytes());
             assert!(err_of(&m, 5).contains(want), "{op}");

@@ -133,9 +133,10 @@ impl RedisCounter {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT)
-            // Reconnect quickly rather than back off for long: each request is bounded anyway.
-            .set_number_of_retries(1)
-            .set_max_delay(200);
+            // One attempt, no backoff: requests wait on a reconnection in progress, and a
+            // refused connection should fail the page part at once, not after a backoff delay.
+            // The next request tries again, so recovery is as quick as Redis's return.
+            .set_number_of_retries(0);
         self.connection
             .get_or_try_init(|| ConnectionManager::new_with_config(self.client.clone(), config))
             .await

@@ -8,7 +8,7 @@ pub mod recorder;
 pub mod routes;
 pub mod settings;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,9 @@ use crate::settings::Settings;
 /// bounded (1 s Redis, `MONGO_TIMEOUT_MS` ≤ 60 s MongoDB per call), so this is a last resort.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The shared state from validated settings. Does no I/O: backends connect on first use.
+/// The shared state from validated settings. Call it inside a Tokio runtime (the MongoDB client
+/// spawns its monitors). Does not wait on I/O: backends connect in the background or on first
+/// use, so a backend that is down at startup degrades the page instead of stopping the server.
 pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
     Ok(Arc::new(App {
         page: settings.page.clone(),
@@ -47,8 +49,7 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(());
     });
-    let server = tokio::spawn(async move { server.await });
-    let mut server = server;
+    let mut server = tokio::spawn(server.into_future());
     tokio::select! {
         result = &mut server => return result.map_err(std::io::Error::other)?,
         _ = stop_rx => {}

@@ -41,14 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(78); // EX_CONFIG
         }
     };
-    let app = match visits_native::app(&settings) {
-        Ok(app) => app,
-        Err(e) => {
-            eprintln!("visits-native: {e}");
-            return ExitCode::from(78);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("visits-native: cannot start the runtime: {e}");
@@ -56,6 +52,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Inside the runtime: the MongoDB client starts its server monitors as tasks.
+        let app = match visits_native::app(&settings) {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("visits-native: {e}");
+                return ExitCode::from(78);
+            }
+        };
         let listener = match TcpListener::bind(settings.listen).await {
             Ok(l) => l,
             Err(e) => {

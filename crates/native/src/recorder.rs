@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
+use mongodb::error::ErrorKind;
 use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
 use mongodb::{Client, Collection, Database, IndexModel};
 use visits_core::config::{self, MongoSettings};
@@ -179,12 +180,10 @@ impl MongoRecords {
         if self.indexed.load(Ordering::Relaxed) {
             return;
         }
-        let index = IndexModel::builder()
-            .keys(doc! { "date": -1 })
-            .build();
+        let index = IndexModel::builder().keys(doc! { "date": -1 }).build();
         match tokio::time::timeout(self.timeout, self.collection.create_index(index)).await {
             Ok(Ok(_)) => self.indexed.store(true, Ordering::Relaxed),
-            Ok(Err(e)) if matches!(*e.kind, mongodb::error::ErrorKind::Command(_)) => {
+            Ok(Err(e)) if matches!(*e.kind, ErrorKind::Command(_)) => {
                 eprintln!("recorder: mongodb refused to create the {{date: -1}} index: {e}");
                 self.indexed.store(true, Ordering::Relaxed);
             }
@@ -201,6 +200,13 @@ impl MongoRecords {
     ) -> Result<T, String> {
         match tokio::time::timeout(self.timeout, call.into_future()).await {
             Ok(Ok(v)) => Ok(v),
+            // The driver's wording lists the whole topology; what matters on a page is that
+            // no server could be reached in time (the log line of a health check says where).
+            Ok(Err(e)) if matches!(*e.kind, ErrorKind::ServerSelection { .. }) => Err(format!(
+                "mongodb: {what} failed: no server reachable within {} ms ({})",
+                self.timeout.as_millis(),
+                one_line(&e)
+            )),
             Ok(Err(e)) => Err(format!("mongodb: {what} failed: {}", one_line(&e))),
             Err(_) => Err(format!(
                 "mongodb: {what} timed out after {} ms",
@@ -289,7 +295,11 @@ mod tests {
             .iter()
             .map(|r| r.client_ip.to_string())
             .collect();
-        assert_eq!(ips, ["192.0.2.4", "192.0.2.2", "192.0.2.3"], "oldest dropped");
+        assert_eq!(
+            ips,
+            ["192.0.2.4", "192.0.2.2", "192.0.2.3"],
+            "oldest dropped"
+        );
         assert_eq!(m.latest(1)[0].client_ip.to_string(), "192.0.2.4");
         // Older than everything kept, at capacity: stored nowhere.
         m.insert(record("192.0.2.5", 10));
@@ -340,13 +350,17 @@ mod tests {
                 port: Some(27017)
             }]
         );
-        assert_eq!(one.server_selection_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(
+            one.server_selection_timeout,
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(one.connect_timeout, Some(Duration::from_millis(250)));
         assert!(one.credential.is_none());
 
         let mut set = mongo_settings(&[
             ("mongo_address", "10.0.0.1:27017"),
             ("mongo_address_2", "[2001:db8::2]:27018"),
+            ("mongo_address_3", "10.0.0.1:27017"),
         ]);
         set.credential = Some(MongoCredential {
             username: "app".into(),
@@ -374,6 +388,8 @@ mod tests {
     async fn unreachable_mongodb_fails_within_the_bound() {
         let r = Recorder::new(&config::RecordsBackend::MongoDb(mongo_settings(&[
             ("mongo_address", "127.0.0.1:1"),
+            ("mongo_address_2", "127.0.0.1:1"),
+            ("mongo_address_3", "127.0.0.1:1"),
             ("mongo_timeout_ms", "300"),
         ])))
         .unwrap()

@@ -41,10 +41,7 @@ pub fn router(app: Arc<App>, log: bool) -> Router {
     let router = Router::new()
         // Explicit HEAD handlers: axum would otherwise run the GET handler for HEAD, counting
         // a visit nobody sees; the page component answers HEAD with 405 too.
-        .route(
-            "/",
-            get(index).head(not_allowed).fallback(not_allowed),
-        )
+        .route("/", get(index).head(not_allowed).fallback(not_allowed))
         .route(
             "/healthz",
             get(healthz).head(not_allowed).fallback(not_allowed),
@@ -86,7 +83,10 @@ async fn index(
             client_ip,
             page: "/".into(),
         });
-        match recorder.record_and_list(visit, app.page.records_limit).await {
+        match recorder
+            .record_and_list(visit, app.page.records_limit)
+            .await
+        {
             Ok(records) => Section::Ready(records),
             Err(e) => unavailable("recorder", e),
         }

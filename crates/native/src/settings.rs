@@ -37,10 +37,20 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let src = Source::new(|name: &str| {
             let value = env(&name.to_ascii_uppercase());
-            if name == "hostname" && value.as_deref().is_none_or(|v| v.trim().is_empty()) {
-                return system_hostname();
+            if value.is_some() && name != "hostname" {
+                return value;
             }
-            value
+            match name {
+                "hostname" if value.as_deref().is_none_or(|v| v.trim().is_empty()) => {
+                    system_hostname()
+                }
+                // Unset extra seeds repeat MONGO_ADDRESS (what spin.toml tells Spin users to
+                // do) instead of taking the 127.0.0.1:27017 default: to the official driver,
+                // two distinct seeds mean a replica set, and a standalone server found among
+                // them is dropped from the topology, so `MONGO_ADDRESS` alone would not work.
+                "mongo_address_2" | "mongo_address_3" => env("MONGO_ADDRESS"),
+                _ => value,
+            }
         });
         let listen_raw = src.get("listen_address");
         let listen_raw = if listen_raw.is_empty() {
@@ -132,6 +142,7 @@ mod tests {
                 address: "10.0.0.5:6379".into()
             }
         );
+        // MONGO_ADDRESS alone: one seed (a direct connection), not 127.0.0.1 as well.
         assert!(matches!(s.records, RecordsBackend::MongoDb(ref m) if m.seeds.len() == 1));
         assert_eq!(s.listen.port(), 0);
         assert!(s.quiet);
@@ -148,6 +159,24 @@ mod tests {
     }
 
     #[test]
+    fn replica_set_seeds() {
+        let s = load(
+            &[
+                ("RECORDS_BACKEND", "mongodb"),
+                ("MONGO_ADDRESS", "10.0.0.1:27017"),
+                ("MONGO_ADDRESS_2", "10.0.0.2:27017"),
+                ("MONGO_ADDRESS_3", "10.0.0.3:27017"),
+            ],
+            None,
+        )
+        .unwrap();
+        let RecordsBackend::MongoDb(m) = s.records else {
+            panic!("mongodb expected")
+        };
+        assert_eq!(m.seeds.len(), 3);
+    }
+
+    #[test]
     fn bad_settings_name_the_variable() {
         for (name, value, variable) in [
             ("COUNTER_BACKEND", "memcached", "counter_backend"),
@@ -159,7 +188,10 @@ mod tests {
             assert_eq!(e.variable, variable, "{name}={value}: {e}");
         }
         let e = load(
-            &[("RECORDS_BACKEND", "mongodb"), ("MONGO_ADDRESS", "mongo:27017")],
+            &[
+                ("RECORDS_BACKEND", "mongodb"),
+                ("MONGO_ADDRESS", "mongo:27017"),
+            ],
             None,
         )
         .unwrap_err();

@@ -78,7 +78,15 @@ impl AllowedHost {
         // A path is not allowed (a lone trailing '/' is).
         let (hostport, path) = match rest.find('/') {
             // CIDR blocks contain a '/': only treat it as a path when what follows is not digits.
-            Some(i) if !rest[i + 1..].split(':').next().unwrap_or("").chars().all(|c| c.is_ascii_digit()) || rest[i + 1..].is_empty() => {
+            Some(i)
+                if !rest[i + 1..]
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+                    || rest[i + 1..].is_empty() =>
+            {
                 (&rest[..i], &rest[i + 1..])
             }
             _ => (rest, ""),
@@ -96,7 +104,8 @@ impl AllowedHost {
         } else {
             SchemeCfg::One(scheme.to_ascii_lowercase())
         };
-        let host = Self::parse_host(host).with_context(|| format!("invalid allowed host {host:?} in {url:?}"))?;
+        let host = Self::parse_host(host)
+            .with_context(|| format!("invalid allowed host {host:?} in {url:?}"))?;
         Ok(Self {
             original,
             scheme,
@@ -119,11 +128,17 @@ impl AllowedHost {
             bail!("port lists are not yet supported");
         }
         if let Some((a, b)) = port.split_once("..") {
-            let a: u16 = a.parse().with_context(|| format!("port range {port:?} contains non-number"))?;
-            let b: u16 = b.parse().with_context(|| format!("port range {port:?} contains non-number"))?;
+            let a: u16 = a
+                .parse()
+                .with_context(|| format!("port range {port:?} contains non-number"))?;
+            let b: u16 = b
+                .parse()
+                .with_context(|| format!("port range {port:?} contains non-number"))?;
             return Ok(PortCfg::List(vec![(a, b)]));
         }
-        let p: u16 = port.parse().with_context(|| format!("port {port:?} is not a number"))?;
+        let p: u16 = port
+            .parse()
+            .with_context(|| format!("port {port:?} is not a number"))?;
         Ok(PortCfg::List(vec![(p, p.saturating_add(1))]))
     }
 
@@ -152,7 +167,10 @@ impl AllowedHost {
             if domain.contains('*') {
                 bail!("wildcards are allowed only as prefixes");
             }
-            return Ok(HostCfg::AnySubdomain(format!(".{}", domain.to_ascii_lowercase())));
+            return Ok(HostCfg::AnySubdomain(format!(
+                ".{}",
+                domain.to_ascii_lowercase()
+            )));
         }
         if host.contains('*') {
             bail!("wildcards are allowed only as subdomains");
@@ -191,14 +209,6 @@ impl AllowedHost {
         };
         scheme_ok && host_ok && port_ok
     }
-
-    pub fn is_for_service_chaining(&self) -> bool {
-        match &self.host {
-            HostCfg::Domain(d) => d.ends_with(SERVICE_CHAINING_SUFFIX),
-            HostCfg::AnySubdomain(s) => s == SERVICE_CHAINING_SUFFIX,
-            _ => false,
-        }
-    }
 }
 
 impl std::fmt::Display for AllowedHost {
@@ -225,14 +235,21 @@ impl OutboundUrl {
     /// Parse `scheme://[user@]host[:port][/path]`, or `host:port` with `default_scheme`.
     pub fn parse(url: &str, default_scheme: &str) -> Result<Self> {
         let (scheme, rest) = match url.split_once("://") {
-            Some((s, r)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.') => {
+            Some((s, r))
+                if !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.') =>
+            {
                 (s.to_ascii_lowercase(), r)
             }
             _ => (default_scheme.to_string(), url),
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..end];
-        let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+        let hostport = authority
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(authority);
         let (host, port) = split_host_port(hostport);
         if host.is_empty() {
             bail!("{url:?} does not have a host component");
@@ -240,7 +257,10 @@ impl OutboundUrl {
         let port = if port.is_empty() {
             None
         } else {
-            Some(port.parse::<u16>().with_context(|| format!("invalid port in {url:?}"))?)
+            Some(
+                port.parse::<u16>()
+                    .with_context(|| format!("invalid port in {url:?}"))?,
+            )
         };
         Ok(Self {
             scheme,
@@ -284,10 +304,6 @@ impl AllowedHosts {
         OutboundUrl::parse(url, default_scheme)
             .map(|u| self.allows(&u))
             .unwrap_or(false)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
     }
 }
 
@@ -354,14 +370,29 @@ mod tests {
         let one = hosts(&["http://counter.spin.internal"]);
         assert!(one.allows_url("http://counter.spin.internal/", "http"));
         assert!(!one.allows_url("http://recorder.spin.internal/", "http"));
-        assert_eq!(service_chaining_target("counter.spin.internal"), Some("counter"));
-        assert_eq!(service_chaining_target("counter.spin.internal:80"), Some("counter"));
+        assert_eq!(
+            service_chaining_target("counter.spin.internal"),
+            Some("counter")
+        );
+        assert_eq!(
+            service_chaining_target("counter.spin.internal:80"),
+            Some("counter")
+        );
         assert_eq!(service_chaining_target("example.com"), None);
     }
 
     #[test]
     fn invalid_entries() {
-        for bad in ["*", "example.com", "http://example.com/path", "ht1p://x", "http://a*b.com", "tcp://10.0.0.1", "http://x:notaport", "insecure:allow-all"] {
+        for bad in [
+            "*",
+            "example.com",
+            "http://example.com/path",
+            "ht1p://x",
+            "http://a*b.com",
+            "tcp://10.0.0.1",
+            "http://x:notaport",
+            "insecure:allow-all",
+        ] {
             assert!(
                 AllowedHosts::parse(&[bad.to_string()], &[]).is_err(),
                 "{bad} should be rejected"

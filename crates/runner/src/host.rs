@@ -368,14 +368,11 @@ impl spin_redis::HostConnection for State {
                 spin_redis::RedisParameter::Binary(b) => cmd.arg(b),
             };
         }
-        Ok(self
-            .redis_query::<::redis::Value>(&c, cmd)
-            .await?
-            .map(|v| {
-                let mut out = Vec::new();
-                flatten_redis(v, &mut out);
-                out
-            }))
+        Ok(self.redis_query::<::redis::Value>(&c, cmd).await?.map(|v| {
+            let mut out = Vec::new();
+            flatten_redis(v, &mut out);
+            out
+        }))
     }
 
     async fn drop(&mut self, c: Resource<RedisConn>) -> wasmtime::Result<()> {
@@ -407,11 +404,8 @@ impl State {
         Ok(KvStore { name: name.into() })
     }
 
-    fn kv_name<T: 'static>(&self, r: &Resource<T>) -> wasmtime::Result<String>
-    where
-        T: KvNamed,
-    {
-        Ok(self.table.get(r)?.store_name().to_string())
+    fn kv_name(&self, r: &Resource<KvStore>) -> wasmtime::Result<String> {
+        Ok(self.table.get(r)?.name.clone())
     }
 
     fn kv_get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, KvErr> {
@@ -516,15 +510,6 @@ impl State {
         .map_err(oe)?;
         tx.commit().map_err(oe)?;
         Ok(true)
-    }
-}
-
-trait KvNamed {
-    fn store_name(&self) -> &str;
-}
-impl KvNamed for KvStore {
-    fn store_name(&self) -> &str {
-        &self.name
     }
 }
 

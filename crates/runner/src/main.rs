@@ -18,7 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "visits-runner", version, about = "Run a Spin HTTP application on wasmtime")]
+#[command(
+    name = "visits-runner",
+    version,
+    about = "Run a Spin HTTP application on wasmtime"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -39,7 +43,12 @@ struct UpArgs {
     #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = variables::parse_kv)]
     variables: Vec<(String, String)>,
     /// The application manifest, or a directory containing spin.toml.
-    #[arg(short = 'f', long = "from", visible_alias = "file", default_value = "spin.toml")]
+    #[arg(
+        short = 'f',
+        long = "from",
+        visible_alias = "file",
+        default_value = "spin.toml"
+    )]
     file: PathBuf,
     /// Directory for the key-value store, SQLite database and compile cache
     /// [default: .spin beside the manifest].
@@ -152,18 +161,23 @@ async fn up(args: UpArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let local = listener.local_addr()?;
 
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| app.dir.join(".spin"));
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| app.dir.join(".spin"));
     let cache_dir = if args.no_cache {
         None
     } else {
-        Some(args.cache_dir.clone().unwrap_or_else(|| state_dir.join("cache")))
+        Some(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| state_dir.join("cache")),
+        )
     };
     let opts = runtime::Options {
         max_memory: args.max_memory,
         request_timeout: args.request_timeout,
         allow_dns: args.allow_dns,
-        cache_dir: cache_dir.clone(),
-        listen: local,
     };
     let engine = if args.no_pooling {
         runtime::build_engine(&opts, false)?
@@ -171,7 +185,9 @@ async fn up(args: UpArgs) -> Result<()> {
         match runtime::build_engine(&opts, true) {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("warning: pooling allocator unavailable ({e:#}); using on-demand allocation");
+                eprintln!(
+                    "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
+                );
                 runtime::build_engine(&opts, false)?
             }
         }
@@ -201,7 +217,10 @@ async fn up(args: UpArgs) -> Result<()> {
         });
         components.insert(c.id.clone(), runtime::LoadedComponent { pre, ctx });
     }
-    let need_kv = app.components.values().any(|c| !c.key_value_stores.is_empty());
+    let need_kv = app
+        .components
+        .values()
+        .any(|c| !c.key_value_stores.is_empty());
     let shared = Arc::new(host::Shared::new(&state_dir, need_kv)?);
     let rt = Arc::new(runtime::Runtime {
         engine: engine.clone(),

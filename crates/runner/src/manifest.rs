@@ -21,6 +21,8 @@ pub struct RawManifest {
     pub component: BTreeMap<String, RawComponent>,
 }
 
+// Some fields are only parsed so that the manifest keys are accepted.
+#[allow(dead_code)]
 #[derive(Debug, Default, Deserialize)]
 pub struct Application {
     #[serde(default)]
@@ -75,6 +77,7 @@ pub enum RouteCfg {
     Private { private: bool },
 }
 
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum SourceCfg {
@@ -82,6 +85,7 @@ pub enum SourceCfg {
     Remote { url: String, digest: String },
 }
 
+#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 pub struct RawComponent {
     pub source: SourceCfg,
@@ -122,7 +126,6 @@ pub struct Component {
     pub id: String,
     pub source: PathBuf,
     pub allowed_hosts: AllowedHosts,
-    pub allowed_hosts_raw: Vec<String>,
     pub key_value_stores: Vec<String>,
     pub sqlite_databases: Vec<String>,
     pub environment: Vec<(String, String)>,
@@ -155,7 +158,13 @@ pub fn load(
         .with_context(|| format!("cannot read manifest {}", path.display()))?;
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     parse(&text, &dir, cli_vars, env)
@@ -242,7 +251,6 @@ pub fn parse(
                 id: id.clone(),
                 source,
                 allowed_hosts,
-                allowed_hosts_raw: resolved_hosts,
                 key_value_stores: c.key_value_stores.clone(),
                 sqlite_databases: c.sqlite_databases.clone(),
                 environment: c.environment.clone().into_iter().collect(),
@@ -253,12 +261,17 @@ pub fn parse(
 
     let mut routes: Vec<(String, String)> = Vec::new();
     for (i, t) in raw.trigger.http.iter().enumerate() {
-        let what = t.id.clone().unwrap_or_else(|| format!("[[trigger.http]] #{}", i + 1));
+        let what =
+            t.id.clone()
+                .unwrap_or_else(|| format!("[[trigger.http]] #{}", i + 1));
         if t.static_response.is_some() {
             bail!("{what}: static_response is not supported by visits-runner");
         }
         if let Some(toml::Value::Table(e)) = &t.executor {
-            if e.get("type").and_then(|v| v.as_str()).is_some_and(|t| t != "spin") {
+            if e.get("type")
+                .and_then(|v| v.as_str())
+                .is_some_and(|t| t != "spin")
+            {
                 bail!("{what}: only the default (spin / wasi-http) executor is supported");
             }
         }
@@ -288,7 +301,9 @@ pub fn parse(
     let (router, replaced) =
         Router::build(&base, routes.iter().map(|(r, c)| (r.as_str(), c.as_str())))?;
     for (route, comp) in replaced {
-        eprintln!("warning: duplicate route {route:?}: component {comp:?} is not reachable through it");
+        eprintln!(
+            "warning: duplicate route {route:?}: component {comp:?} is not reachable through it"
+        );
     }
     Ok(App {
         name: raw.application.name.unwrap_or_else(|| "<unnamed>".into()),
@@ -338,8 +353,12 @@ key_value_stores = ["default"]
         let page = &app.components["page"];
         assert_eq!(page.source, Path::new("/app/page.wasm"));
         assert_eq!(page.variables["greeting"], "hi secret");
-        assert!(page.allowed_hosts.allows_url("redis://127.0.0.1:6379", "redis"));
-        assert!(page.allowed_hosts.allows_url("http://counter.spin.internal/x", "http"));
+        assert!(page
+            .allowed_hosts
+            .allows_url("redis://127.0.0.1:6379", "redis"));
+        assert!(page
+            .allowed_hosts
+            .allows_url("http://counter.spin.internal/x", "http"));
         assert_eq!(app.router.route("/x").unwrap().component, "page");
         // the private component has no public route
         assert_eq!(app.router.routes().len(), 1);

@@ -110,7 +110,8 @@ impl Route {
     }
 
     fn matches(&self, path_segs: &[&str]) -> Option<Vec<(String, String)>> {
-        if path_segs.len() < self.segs.len() || (!self.wildcard && path_segs.len() != self.segs.len())
+        if path_segs.len() < self.segs.len()
+            || (!self.wildcard && path_segs.len() != self.segs.len())
         {
             return None;
         }

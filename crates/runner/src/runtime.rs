@@ -8,12 +8,12 @@ use crate::routes::RouteMatch;
 use crate::stdio::PrefixedOutput;
 use anyhow::{anyhow, bail, Context as _, Result};
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use http_body_util::BodyExt as _;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -33,8 +33,6 @@ pub struct Options {
     pub max_memory: usize,
     pub request_timeout: Duration,
     pub allow_dns: bool,
-    pub cache_dir: Option<PathBuf>,
-    pub listen: SocketAddr,
 }
 
 pub struct LoadedComponent {
@@ -57,15 +55,6 @@ pub enum ExecError {
     Internal(String),
 }
 
-impl ExecError {
-    pub fn status(&self) -> u16 {
-        match self {
-            ExecError::Timeout => 504,
-            _ => 500,
-        }
-    }
-}
-
 impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -76,18 +65,22 @@ impl std::fmt::Display for ExecError {
     }
 }
 
+/// A wasmtime error as one line: the cause chain, without the captured backtrace.
+pub fn fmt_err(e: wasmtime::Error) -> String {
+    format!("{:#}", anyhow::Error::from(e)).replace('\n', " ")
+}
+
 fn classify(e: wasmtime::Error) -> ExecError {
     if let Some(t) = e.downcast_ref::<Trap>() {
         if *t == Trap::Interrupt {
             return ExecError::Timeout;
         }
     }
-    let msg = format!("{e:?}");
-    if e.downcast_ref::<Trap>().is_some() || msg.contains("wasm trap") {
-        ExecError::Trap(msg)
-    } else {
-        ExecError::Internal(msg)
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        // The trap itself; the wasm backtrace is long and the guest usually printed why.
+        return ExecError::Trap(t.to_string());
     }
+    ExecError::Internal(fmt_err(e))
 }
 
 pub fn build_engine(opts: &Options, pooling: bool) -> Result<Engine> {
@@ -153,7 +146,12 @@ fn wasmtime_version() -> &'static str {
 }
 
 /// Load (and componentize + compile, or take from the cache) one component.
-pub fn load_component(engine: &Engine, id: &str, path: &Path, cache: Option<&Path>) -> Result<Component> {
+pub fn load_component(
+    engine: &Engine,
+    id: &str,
+    path: &Path,
+    cache: Option<&Path>,
+) -> Result<Component> {
     let t0 = Instant::now();
     let wasm = std::fs::read(path).map_err(|e| {
         anyhow!(
@@ -185,10 +183,19 @@ pub fn load_component(engine: &Engine, id: &str, path: &Path, cache: Option<&Pat
             }
         }
     }
-    let comp_bytes = componentize(&wasm)
-        .with_context(|| format!("component {id:?}: cannot turn {} into a component", path.display()))?;
-    let component = Component::new(engine, &comp_bytes)
-        .map_err(|e| anyhow!("component {id:?}: cannot compile {}: {e:?}", path.display()))?;
+    let comp_bytes = componentize(&wasm).with_context(|| {
+        format!(
+            "component {id:?}: cannot turn {} into a component",
+            path.display()
+        )
+    })?;
+    let component = Component::new(engine, &comp_bytes).map_err(|e| {
+        anyhow!(
+            "component {id:?}: cannot compile {}: {}",
+            path.display(),
+            fmt_err(e)
+        )
+    })?;
     eprintln!(
         "component {id}: compiled ({:.1} ms)",
         t0.elapsed().as_secs_f64() * 1e3
@@ -203,7 +210,10 @@ pub fn load_component(engine: &Engine, id: &str, path: &Path, cache: Option<&Pat
             Ok(())
         };
         if let Err(e) = write() {
-            eprintln!("warning: cannot write compile cache in {}: {e}", dir.display());
+            eprintln!(
+                "warning: cannot write compile cache in {}: {e}",
+                dir.display()
+            );
         }
     }
     Ok(component)
@@ -217,20 +227,11 @@ pub fn make_linker(engine: &Engine) -> Result<Linker<State>> {
     Ok(linker)
 }
 
-pub fn prepare(
-    linker: &Linker<State>,
-    component: &Component,
-    id: &str,
-) -> Result<ProxyPre<State>> {
-    let mut linker = linker.clone();
-    // Imports we do not implement (llm, mqtt, postgres, ...) trap when called, like an
-    // unconfigured Spin factor, instead of failing the whole app at startup.
-    linker
-        .define_unknown_imports_as_traps(component)
-        .map_err(|e| anyhow!("component {id:?}: {e}"))?;
+pub fn prepare(linker: &Linker<State>, component: &Component, id: &str) -> Result<ProxyPre<State>> {
+    // An import we do not implement (llm, mqtt, postgres, ...) is a startup error naming it.
     let pre = linker
         .instantiate_pre(component)
-        .map_err(|e| anyhow!("component {id:?}: cannot link: {e:?}"))?;
+        .map_err(|e| anyhow!("component {id:?}: cannot link: {}", fmt_err(e)))?;
     ProxyPre::new(pre).map_err(|e| {
         anyhow!("component {id:?}: does not export wasi:http/incoming-handler@0.2.0: {e}")
     })
@@ -265,9 +266,12 @@ fn internal_response(status: u16, body: &str) -> http::Response<HyperOutgoingBod
         .map_err(|never| match never {})
         .boxed_unsync();
     let mut r = http::Response::new(body);
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
@@ -290,11 +294,15 @@ impl Runtime {
         let mut b = WasiCtxBuilder::new();
         b.stdout(out.clone()).stderr(err.clone());
         b.envs(&ctx.environment);
-        b.allow_tcp(true).allow_udp(false).allow_ip_name_lookup(self.opts.allow_dns);
+        b.allow_tcp(true)
+            .allow_udp(false)
+            .allow_ip_name_lookup(self.opts.allow_dns);
         let hosts = ctx.clone();
         b.socket_addr_check(move |addr, usage| {
             let allowed = match usage {
-                SocketAddrUse::TcpConnect => hosts.allowed_hosts.allows_url(&addr.to_string(), "tcp"),
+                SocketAddrUse::TcpConnect => {
+                    hosts.allowed_hosts.allows_url(&addr.to_string(), "tcp")
+                }
                 // Only the implicit bind of an outgoing connect (wildcard address, port 0).
                 SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
                 _ => false,
@@ -369,13 +377,13 @@ impl Runtime {
                 .data_mut()
                 .http()
                 .new_incoming_request(Scheme::Http, req)
-                .map_err(|e| ExecError::Internal(format!("{e:?}")))?;
+                .map_err(|e| ExecError::Internal(fmt_err(e)))?;
             let (tx, rx) = tokio::sync::oneshot::channel();
             let out = store
                 .data_mut()
                 .http()
                 .new_response_outparam(tx)
-                .map_err(|e| ExecError::Internal(format!("{e:?}")))?;
+                .map_err(|e| ExecError::Internal(fmt_err(e)))?;
             Ok::<_, ExecError>((proxy, req, out, rx))
         };
         let (proxy, req_res, out, rx) = fut.await?;
@@ -443,7 +451,11 @@ impl Runtime {
         };
         let url = OutboundUrl {
             scheme: scheme.clone(),
-            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port: authority.port_u16(),
         };
         if !comp.allowed_hosts.allows(&url) {
@@ -478,15 +490,4 @@ impl Runtime {
             Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
         ))
     }
-}
-
-/// Headers: Spin clears the request's headers and re-adds them with its own.
-pub fn header_pairs(pairs: Vec<(String, String)>) -> http::HeaderMap {
-    let mut map = http::HeaderMap::new();
-    for (k, v) in pairs {
-        if let (Ok(n), Ok(v)) = (k.parse::<HeaderName>(), HeaderValue::from_str(&v)) {
-            map.append(n, v);
-        }
-    }
-    map
 }

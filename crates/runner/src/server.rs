@@ -43,18 +43,21 @@ pub fn set_spin_headers<B>(req: &mut Request<B>, m: &RouteMatch, client: SocketA
         ("spin-matched-route".into(), m.based_route.clone()),
         ("spin-base-path".into(), "/".into()),
         ("spin-raw-component-route".into(), m.raw_route.clone()),
-        ("spin-component-route".into(), m.raw_route_or_prefix().to_string()),
+        (
+            "spin-component-route".into(),
+            m.raw_route_or_prefix().to_string(),
+        ),
         ("spin-client-addr".into(), client.to_string()),
     ];
     for (name, value) in &m.named {
-        pairs.push((format!("spin-path-match-{}", name.to_ascii_lowercase()), value.clone()));
+        pairs.push((
+            format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            value.clone(),
+        ));
     }
     let headers = req.headers_mut();
     for (k, v) in pairs {
-        if let (Ok(name), Ok(value)) = (
-            k.parse::<http::HeaderName>(),
-            HeaderValue::from_str(&v),
-        ) {
+        if let (Ok(name), Ok(value)) = (k.parse::<http::HeaderName>(), HeaderValue::from_str(&v)) {
             headers.insert(name, value);
         }
     }
@@ -90,7 +93,11 @@ impl Server {
             }
         } else {
             // Requests from outside must not pose as service-chaining requests.
-            if let Some(h) = req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()) {
+            if let Some(h) = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+            {
                 if service_chaining_target(h).is_some() {
                     req.headers_mut().remove(http::header::HOST);
                 }
@@ -154,7 +161,10 @@ impl Server {
             }
         }
         drop(listener);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
             eprintln!("shutdown: in-flight requests did not finish within {grace:?}");
         }
         Ok(())

@@ -94,6 +94,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// Declaration of an application variable (`[variables]`).
+#[allow(dead_code)] // `secret` and `description` are accepted, not used
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VariableDecl {
@@ -129,7 +130,11 @@ pub fn resolve_app_variables(
     }
     let mut out = HashMap::new();
     for (name, d) in decls {
-        let from_cli = cli.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let from_cli = cli
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone());
         let from_env = || env(&format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()));
         let value = from_cli.or_else(from_env).or_else(|| d.default.clone());
         match value {

@@ -3,11 +3,12 @@
 # then make sure the application user exists. Safe to run any number of times.
 set -euo pipefail
 ns="${POD_NAMESPACE:-wasm-visits}"
+domain="${CLUSTER_DOMAIN:-cluster.local}"
 count="${MONGO_MEMBERS:-3}"
 auth=(-u "$MONGO_ROOT_USERNAME" -p "$MONGO_ROOT_PASSWORD" --authenticationDatabase admin --quiet)
 hosts=""
 for i in $(seq 0 $((count - 1))); do
-  host="mongo-$i.mongo.$ns.svc.cluster.local:27017"
+  host="mongo-$i.mongo.$ns.svc.$domain:27017"
   hosts="${hosts:+$hosts,}$host"
   for attempt in $(seq 1 60); do
     if mongosh "mongodb://$host/admin?directConnection=true" "${auth[@]}" --eval 'db.adminCommand({ping: 1}).ok' >/dev/null 2>&1; then
@@ -17,7 +18,7 @@ for i in $(seq 0 $((count - 1))); do
     sleep 5
   done
 done
-mongosh "mongodb://mongo-0.mongo.$ns.svc.cluster.local:27017/admin?directConnection=true" "${auth[@]}" --file /scripts/rs-init.js
+mongosh "mongodb://mongo-0.mongo.$ns.svc.$domain:27017/admin?directConnection=true" "${auth[@]}" --file /scripts/rs-init.js
 for attempt in $(seq 1 60); do
   if mongosh "mongodb://$hosts/admin?replicaSet=${MONGO_REPLICA_SET:-rs0}" "${auth[@]}" --eval 'if (!db.hello().isWritablePrimary) { quit(1) }' >/dev/null 2>&1; then
     break

@@ -19,21 +19,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ .Values.images.native.repository }}:{{ .Values.images.native.tag | default .Values.version }}
 {{- end }}
 
-{{/* MongoDB seeds of webdb, as a list. The Wasm edition has no DNS inside the
-sandbox: IP literals from Service env vars, expanded by the kubelet. */}}
+{{/* MongoDB seeds of webdb, as a list: IP literals in both editions (no DNS
+inside the Wasm sandbox; the native binary parses the same settings), from the
+Service env vars the kubelet expands. */}}
 {{- define "wasm-visits.mongoSeeds" -}}
-{{- if eq .Values.edition "wasm" -}}
 {{- if eq .Values.mongo.mode "replicaset" -}}
 ["$(MONGO_0_SERVICE_HOST):27017", "$(MONGO_1_SERVICE_HOST):27017", "$(MONGO_2_SERVICE_HOST):27017"]
 {{- else -}}
 ["$(MONGODB_SERVICE_HOST):27017", "$(MONGODB_SERVICE_HOST):27017", "$(MONGODB_SERVICE_HOST):27017"]
-{{- end -}}
-{{- else -}}
-{{- if eq .Values.mongo.mode "replicaset" -}}
-["mongo-0.mongo:27017", "mongo-1.mongo:27017", "mongo-2.mongo:27017"]
-{{- else -}}
-["mongodb:27017", "mongodb:27017", "mongodb:27017"]
-{{- end -}}
 {{- end -}}
 {{- end }}
 

@@ -1,0 +1,636 @@
+//! End-to-end tests of the real `visits-runner` binary against the `misbehave` fixture
+//! (tests/fixtures/misbehave): real processes, real sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn manifest() -> PathBuf {
+    root().join("tests/fixtures/misbehave/spin.toml")
+}
+
+fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let m = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).unwrap()
+        };
+        newest = newest.max(m);
+    }
+    newest
+}
+
+/// The fixture's .wasm, built (or rebuilt when its sources are newer) if needed.
+fn fixture_wasm() -> &'static PathBuf {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        let root = root();
+        let wasm = root.join("target/wasm32-wasip1/release/misbehave.wasm");
+        let fixture = root.join("tests/fixtures/misbehave");
+        let src_time = newest_mtime(&fixture.join("src")).max(
+            std::fs::metadata(fixture.join("Cargo.toml"))
+                .and_then(|m| m.modified())
+                .unwrap(),
+        );
+        let fresh = std::fs::metadata(&wasm)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= src_time);
+        if !fresh {
+            // Build into the workspace's default target dir, whatever dir this test runs from.
+            let mut cmd = Command::new("cargo");
+            cmd.current_dir(&root)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_BUILD_TARGET")
+                .args(["build", "--release", "--target", "wasm32-wasip1", "-p", "misbehave"]);
+            let ok = cmd.status().is_ok_and(|s| s.success());
+            if !ok && root.join("scripts/build-wasm.sh").exists() {
+                let _ = Command::new("bash")
+                    .current_dir(&root)
+                    .env_remove("CARGO_TARGET_DIR")
+                    .arg("scripts/build-wasm.sh")
+                    .status();
+            }
+        }
+        assert!(
+            wasm.exists(),
+            "the misbehave fixture is missing at {}: build it with `cargo build --release --target wasm32-wasip1 -p misbehave` or `bash scripts/build-wasm.sh`",
+            wasm.display()
+        );
+        wasm
+    })
+}
+
+/// A compile cache shared by the tests of this binary, so only the first start compiles.
+fn shared_cache() -> PathBuf {
+    let dir = root().join("target/runner-test-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!(
+        "visits-runner-test-{}-{name}-{n}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Runner {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Runner {
+    fn command(args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_visits-runner"));
+        cmd.arg("up")
+            .args(args)
+            .env("SPIN_VARIABLE_SECRET_TOKEN", "s3cret")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Start with `args` after `up`; waits for "listening on http://ADDR".
+    fn start(args: &[&str]) -> Runner {
+        fixture_wasm();
+        let mut child = Self::command(args).spawn().expect("spawn visits-runner");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(a.trim().to_string());
+                }
+                let mut g = l.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut g = l.lock().unwrap();
+                g.push_str("stdout: ");
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("runner did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Runner { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path, Duration::from_secs(60))
+    }
+
+    fn wait_log(&self, needle: &str) -> bool {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if t.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("runner did not exit within {within:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal HTTP/1.0 GET (the server closes the connection after the body).
+fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).expect("read response");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A one-route local HTTP server answering "upstream ok".
+fn upstream() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nupstream ok",
+            );
+        }
+    });
+    port
+}
+
+fn start_fixture(extra: &[&str]) -> Runner {
+    let state = temp_dir("state");
+    let cache = shared_cache();
+    let mut args = vec![
+        "-f".to_string(),
+        manifest().display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    Runner::start(&args)
+}
+
+#[test]
+fn serves_and_survives_misbehaving_requests() {
+    let port = upstream();
+    let port_var = format!("upstream_port={port}");
+    let r = start_fixture(&[
+        "--request-timeout",
+        "2s",
+        "--max-memory",
+        "64MiB",
+        "--variable",
+        &port_var,
+    ]);
+
+    // health answers without a component
+    assert_eq!(r.get("/.well-known/spin/health"), (200, "OK\n".to_string()));
+    assert_eq!(r.get("/hello").0, 200);
+
+    // a trap fails that request only
+    assert_eq!(r.get("/trap").0, 500);
+    assert_eq!(r.get("/hello"), (200, "ok /hello".to_string()));
+    assert!(
+        r.wait_log("[misbehave] misbehave: deliberate trap"),
+        "{}",
+        r.log()
+    );
+
+    // an infinite loop hits the deadline: 504 within it (plus slack), server keeps serving
+    let t = Instant::now();
+    assert_eq!(r.get("/loop").0, 504);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(r.get("/hello").0, 200);
+
+    // allocation past --max-memory traps: 500, server keeps serving
+    assert_eq!(r.get("/oom").0, 500);
+    assert_eq!(r.get("/hello").0, 200);
+
+    // outbound HTTP: the allowed upstream works, anything else is denied
+    let (s, body) = r.get(&format!("/outbound?url=http://127.0.0.1:{port}/"));
+    assert_eq!((s, body.as_str()), (200, "status 200 body upstream ok"));
+    let other = upstream();
+    let (s, body) = r.get(&format!("/outbound?url=http://127.0.0.1:{other}/"));
+    assert_eq!(s, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (s, body) = r.get("/outbound?url=http://example.com/");
+    assert_eq!(s, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+
+    // TCP: allowed ip:port connects, another port is access-denied
+    assert_eq!(
+        r.get(&format!("/tcp?addr=127.0.0.1:{port}")),
+        (200, "connected".to_string())
+    );
+    let (_, body) = r.get(&format!("/tcp?addr=127.0.0.1:{other}"));
+    assert!(body.contains("access-denied"), "{body}");
+
+    // Spin's request headers
+    let (s, body) = r.get("/headers?x=1");
+    assert_eq!(s, 200);
+    let addr = r.addr;
+    for want in [
+        format!("spin-full-url: http://{addr}/headers?x=1"),
+        "spin-path-info: /headers".into(),
+        "spin-matched-route: /...".into(),
+        "spin-raw-component-route: /...".into(),
+        "spin-component-route: ".into(),
+        "spin-base-path: /".into(),
+        "spin-client-addr: 127.0.0.1:".into(),
+    ] {
+        assert!(body.contains(&want), "missing {want:?} in {body}");
+    }
+    // the exact route beats the wildcard
+    let (_, body) = r.get("/exact");
+    assert_eq!(body, "ok ");
+    let (_, body) = r.get("/exact/more");
+    assert_eq!(body, "ok /exact/more");
+
+    // service chaining to the private component, in-process
+    let (s, body) = r.get("/chain");
+    assert_eq!(s, 200);
+    assert!(
+        body.contains("spin-full-url: http://backend.spin.internal/headers"),
+        "{body}"
+    );
+    assert!(body.contains("spin-client-addr: 0.0.0.0:0"), "{body}");
+
+    // variables: templates, env (secret), undeclared ones are not readable
+    assert_eq!(
+        r.get("/var?name=greeting"),
+        (200, "hello, world".to_string())
+    );
+    assert_eq!(r.get("/var?name=token"), (200, "s3cret".to_string()));
+    assert_eq!(r.get("/var?name=upstream_port").0, 404);
+
+    // embedded key-value (atomic increment) and SQLite
+    assert_eq!(r.get("/kv"), (200, "1".to_string()));
+    assert_eq!(r.get("/kv"), (200, "2".to_string()));
+    assert_eq!(r.get("/sqlite"), (200, "1".to_string()));
+
+    // component output is prefixed; request lines are logged
+    assert_eq!(r.get("/print").0, 200);
+    assert!(r.wait_log("stdout: [misbehave] to stdout"), "{}", r.log());
+    assert!(r.wait_log("[misbehave] to stderr"), "{}", r.log());
+    assert!(r.wait_log("GET /hello 200 "), "{}", r.log());
+
+    // unknown routes without a catch-all would 404; here the catch-all answers
+    assert_eq!(r.get("/.well-known/spin/nope").0, 404);
+}
+
+#[test]
+fn concurrent_atomic_increments() {
+    let r = start_fixture(&["--quiet"]);
+    let addr = r.addr;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        http_get(addr, "/kv", Duration::from_secs(30))
+                            .1
+                            .parse::<i64>()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all, (1..=80).collect::<Vec<_>>());
+    assert!(
+        !r.log().contains("GET /kv"),
+        "--quiet still logged requests"
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_exits_zero() {
+    let mut r = start_fixture(&[]);
+    let addr = r.addr;
+    let slow =
+        std::thread::spawn(move || http_get(addr, "/sleep?ms=1500", Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(400));
+    r.sigterm();
+    let (status, body) = slow.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, "slept 1500"));
+    let code = r.wait_exit(Duration::from_secs(10));
+    assert!(code.success(), "exit status {code:?}\n{}", r.log());
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn second_start_hits_the_compile_cache() {
+    let cache = temp_dir("cache");
+    let args = |state: &Path| {
+        vec![
+            "-f".to_string(),
+            manifest().display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+        ]
+    };
+    let state = temp_dir("state");
+    let a = args(&state);
+    let first = Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(
+        first.log().contains("component backend: compiled"),
+        "{}",
+        first.log()
+    );
+    drop(first);
+    let second = Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(
+        second.log().contains("compile cache hit"),
+        "{}",
+        second.log()
+    );
+    assert!(!second.log().contains(": compiled"), "{}", second.log());
+    assert_eq!(second.get("/hello").0, 200);
+    drop(second);
+    // --no-cache compiles again
+    let mut a = a;
+    a.push("--no-cache".into());
+    let third = Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert!(third.log().contains(": compiled"), "{}", third.log());
+}
+
+/// Run the binary expecting a startup failure; returns its stderr.
+fn fails(args: &[&str], env: &[(&str, &str)]) -> String {
+    fixture_wasm();
+    let mut cmd = Runner::command(args);
+    cmd.env_remove("SPIN_VARIABLE_SECRET_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "expected failure, got success:\n{err}"
+    );
+    let last = err.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{err}");
+    last
+}
+
+#[test]
+fn clear_startup_errors() {
+    let dir = temp_dir("errors");
+    let m = manifest().display().to_string();
+
+    // missing .wasm
+    let missing = dir.join("missing.toml");
+    std::fs::write(
+        &missing,
+        "spin_manifest_version = 2\n[application]\nname='x'\n[[trigger.http]]\nroute='/...'\ncomponent='ghost'\n[component.ghost]\nsource='nope/ghost.wasm'\n",
+    )
+    .unwrap();
+    let e = fails(
+        &["-f", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(
+        e.contains("ghost") && e.contains("ghost.wasm") && e.contains("not found"),
+        "{e}"
+    );
+
+    // bad manifest
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "spin_manifest_version = 2\n[[trigger.http]]\nroute = \n",
+    )
+    .unwrap();
+    let e = fails(
+        &["-f", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    assert!(
+        e.contains("invalid manifest") && e.contains("bad.toml"),
+        "{e}"
+    );
+
+    // no manifest at all
+    let e = fails(&["-f", dir.join("none.toml").to_str().unwrap()], &[]);
+    assert!(e.contains("none.toml") && e.contains("not found"), "{e}");
+
+    // a required variable without a value
+    let e = fails(&["-f", &m, "--listen", "127.0.0.1:0"], &[]);
+    assert!(
+        e.contains("secret_token") && e.contains("SPIN_VARIABLE_SECRET_TOKEN"),
+        "{e}"
+    );
+
+    // an allowed_outbound_hosts template resolving to an invalid entry
+    let e = fails(
+        &[
+            "-f",
+            &m,
+            "--listen",
+            "127.0.0.1:0",
+            "--variable",
+            "upstream_port=notaport",
+        ],
+        &[("SPIN_VARIABLE_SECRET_TOKEN", "x")],
+    );
+    assert!(
+        e.contains("allowed_outbound_hosts") && e.contains("notaport"),
+        "{e}"
+    );
+
+    // port in use
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let e = fails(
+        &[
+            "-f",
+            &m,
+            "--listen",
+            &addr,
+            "--state-dir",
+            dir.to_str().unwrap(),
+        ],
+        &[("SPIN_VARIABLE_SECRET_TOKEN", "x")],
+    );
+    assert!(e.contains(&addr) && e.contains("in use"), "{e}");
+}
+
+/// A throwaway redis-server on a free loopback port, if redis-server is installed.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Option<Redis> {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let r = Redis { child, port };
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(r)
+}
+
+fn redis_total_connections(port: u16) -> u64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"INFO stats\r\n").unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 8192];
+    while !text.contains("total_connections_received:") || !text.ends_with("\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn redis_through_pooled_host_connections() {
+    let Some(redis) = start_redis() else {
+        eprintln!("SKIPPED redis_through_pooled_host_connections: redis-server is not installed");
+        return;
+    };
+    let var = format!("redis_port={}", redis.port);
+    let r = start_fixture(&["--quiet", "--variable", &var]);
+    let addr = format!("redis://127.0.0.1:{}", redis.port);
+    let before = redis_total_connections(redis.port);
+    for i in 1..=20 {
+        let (s, body) = r.get(&format!("/redis?addr={addr}"));
+        assert_eq!(s, 200, "{body}");
+        assert!(body.starts_with(&format!("incr {i} get value echo [Binary([104, 105])]")), "{body}");
+    }
+    let after = redis_total_connections(redis.port);
+    // One pooled connection for 20 requests, plus this probe's own connection.
+    assert!(after - before <= 2, "{before} -> {after}: connections are not pooled");
+
+    // an address outside allowed_outbound_hosts is refused before connecting
+    let (s, body) = r.get("/redis?addr=redis://127.0.0.1:1");
+    assert_eq!(s, 502);
+    assert!(body.contains("InvalidAddress"), "{body}");
+    assert!(r.wait_log("Redis connection to \"redis://127.0.0.1:1\" denied"), "{}", r.log());
+}

@@ -1,0 +1,63 @@
+//! Least privilege, checked on the built artifacts: each component imports only the host
+//! interfaces it needs (Spin grants nothing a component does not import, but an import that
+//! should not be there is a design smell and a larger attack surface).
+
+use std::collections::BTreeSet;
+
+use visits_e2e::repo_root;
+
+/// The interface namespaces (`wasi:http/outgoing-handler@0.2.0`, ...) a wasip1 module imports.
+fn imports(component: &str) -> BTreeSet<String> {
+    let path = repo_root().join(format!("target/wasm32-wasip1/release/{component}.wasm"));
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; build with scripts/build-wasm.sh", path.display()));
+    let mut out = BTreeSet::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::ImportSection(section) = payload.expect("valid wasm") {
+            for import in section.into_imports() {
+                out.insert(import.expect("valid import").module.to_string());
+            }
+        }
+    }
+    println!("{component} ({} bytes) imports {out:#?}", bytes.len());
+    out
+}
+
+fn assert_only(component: &str, required: &[&str], forbidden_prefixes: &[&str]) {
+    let got = imports(component);
+    for r in required {
+        assert!(got.contains(*r), "{component} should import {r}; imports {got:?}");
+    }
+    for module in &got {
+        for f in forbidden_prefixes {
+            assert!(!module.starts_with(f), "{component} must not import {module}");
+        }
+    }
+}
+
+#[test]
+fn page_imports_outbound_http_and_variables_only() {
+    assert_only(
+        "page",
+        &["wasi:http/outgoing-handler@0.2.0", "fermyon:spin/variables@2.0.0"],
+        &["fermyon:spin/redis", "fermyon:spin/sqlite", "fermyon:spin/key-value", "wasi:keyvalue", "wasi:sockets"],
+    );
+}
+
+#[test]
+fn counter_imports_redis_and_keyvalue_but_no_network() {
+    assert_only(
+        "counter",
+        &["fermyon:spin/redis@2.0.0", "wasi:keyvalue/atomics@0.2.0-draft2", "fermyon:spin/variables@2.0.0"],
+        &["wasi:http/outgoing-handler", "wasi:sockets", "fermyon:spin/sqlite"],
+    );
+}
+
+#[test]
+fn recorder_imports_sockets_and_sqlite_but_no_http_or_redis() {
+    assert_only(
+        "recorder",
+        &["fermyon:spin/sqlite@2.0.0", "wasi:sockets/tcp@0.2.0", "fermyon:spin/variables@2.0.0"],
+        &["wasi:http/outgoing-handler", "fermyon:spin/redis", "wasi:keyvalue", "wasi:sockets/ip-name-lookup"],
+    );
+}
