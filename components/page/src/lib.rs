@@ -115,7 +115,7 @@ async fn backend_status(url: String) -> Result<(), String> {
     let status = call::<BackendStatus>(Request::get(url).build()).await?;
     match (status.ok, status.error) {
         (true, _) => Ok(()),
-        (false, e) => Err(format!("{}: {}", status.backend, e.unwrap_or_else(|| "not ready".into()))),
+        (false, e) => Err(e.unwrap_or_else(|| format!("{}: not ready", status.backend))),
     }
 }
 
@@ -128,8 +128,9 @@ async fn call<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, Str
         return serde_json::from_slice(body).map_err(|e| format!("unexpected reply: {e}"));
     }
     // Backends answer errors (and 503 health) with a JSON body saying why.
+    // (Their errors already name the backend: "redis: PING failed: ...".)
     if let Ok(status) = serde_json::from_slice::<BackendStatus>(body) {
-        return Err(format!("{}: {}", status.backend, status.error.unwrap_or_default()));
+        return Err(status.error.unwrap_or_else(|| format!("{}: not ready", status.backend)));
     }
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => Err(e.error),

@@ -1,12 +1,13 @@
 //! The MongoDB backend: the `mongo-wire` client over wasi:sockets TCP.
 //!
-//! One page view costs a connect and `hello`, the SCRAM conversation if credentials are set
-//! (`saslStart`, `saslContinue`), then `insert` and `find`. The index the query needs
-//! (`{date: -1, _id: -1}`) is not created on every request: the `find` names it as a `hint`,
-//! and only when MongoDB answers that no such index exists does the store run
-//! `createIndexes` (idempotent) and the `find` again.
+//! One page view costs a connect and `hello`, then `insert` and `find` (three round trips).
+//! With credentials, SCRAM adds one more (`saslContinue`: the `hello` carries `saslStart` as
+//! `speculativeAuthenticate` on MongoDB >= 4.4; two more on older servers). The index the
+//! query needs (`{date: -1, _id: -1}`) is not created on every request: the `find` names it
+//! as a `hint`, and only when MongoDB answers that no such index exists does the store run
+//! `createIndexes` (idempotent) and the `find` again (`Client::find_with_index`).
 
-use mongo_wire::bson::{doc, Bson, Document};
+use mongo_wire::bson::{doc, Document};
 use mongo_wire::{Client, ClientOptions, Credential, Error, FindOptions, Mechanism, WasiConnector};
 use visits_core::config::{AuthMechanism, MongoSettings};
 use visits_core::Record;
@@ -59,27 +60,6 @@ impl MongoStore {
             collection: settings.collection.clone(),
         })
     }
-
-    fn find_newest(&mut self, limit: usize) -> Result<Vec<Document>, Error> {
-        let options = FindOptions {
-            sort: Some(newest_first()),
-            limit: Some(limit as i64),
-            hint: Some(Bson::Document(newest_first())),
-            ..FindOptions::default()
-        };
-        match self.client.find(&self.database, &self.collection, &options) {
-            Err(e) if e.is_missing_hint_index() => {
-                self.client.create_index(
-                    &self.database,
-                    &self.collection,
-                    newest_first(),
-                    INDEX_NAME,
-                )?;
-                self.client.find(&self.database, &self.collection, &options)
-            }
-            other => other,
-        }
-    }
 }
 
 impl Store for MongoStore {
@@ -90,7 +70,21 @@ impl Store for MongoStore {
     }
 
     fn latest(&mut self, limit: usize) -> Result<Vec<Record>, String> {
-        let docs = self.find_newest(limit).map_err(short)?;
+        let options = FindOptions {
+            sort: Some(newest_first()),
+            limit: Some(limit as i64),
+            ..FindOptions::default()
+        };
+        let docs = self
+            .client
+            .find_with_index(
+                &self.database,
+                &self.collection,
+                &options,
+                &newest_first(),
+                INDEX_NAME,
+            )
+            .map_err(short)?;
         docs.iter()
             .map(|d| {
                 Record::from_document(d).map_err(|e| {

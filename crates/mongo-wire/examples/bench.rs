@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use mongo_wire::bson::{doc, Bson, Document};
 use mongo_wire::wire::{decode_reply, encode_op_msg, DEFAULT_MAX_MESSAGE_SIZE};
-use mongo_wire::{Client, ClientOptions, Connector, CountingConnector, FindOptions, StdConnector};
+use mongo_wire::{
+    Client, ClientOptions, Connector, CountingConnector, FindOptions, Mechanism, StdConnector,
+};
 
 fn visit(i: u64) -> Document {
     doc! {
@@ -281,6 +283,21 @@ fn main() {
         }
     });
     report("encode 3 requests + decode 3 replies (no I/O)", samples);
+
+    // SCRAM's PBKDF2 at MongoDB's default iteration counts: paid once per connection (so once
+    // per page view in a Spin component, where nothing outlives the request).
+    for (m, iterations) in [
+        (Mechanism::ScramSha256, 15_000),
+        (Mechanism::ScramSha1, 10_000),
+    ] {
+        let samples = time(50, |_| {
+            let _ = m.salted_password(b"pencil", b"0123456789abcdef", iterations);
+        });
+        report(
+            &format!("{} salted password, i={iterations}", m.name()),
+            samples,
+        );
+    }
 
     if let Some((mut child, db)) = nx {
         let _ = child.kill();

@@ -13,6 +13,9 @@ use crate::topology::{HelloReply, Selector, MIN_WIRE_VERSION};
 use crate::transport::{Connector, Stream};
 use crate::wire::{self, DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN};
 
+/// Replies are read (and their buffer grown) this much at a time.
+const READ_CHUNK: usize = 1 << 20;
+
 /// Credentials for SCRAM authentication. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
@@ -144,9 +147,15 @@ impl<S: Stream> Connection<S> {
         let mut header = [0u8; HEADER_LEN];
         self.read_exact(&mut header, deadline)?;
         let h = wire::parse_header(&header, id, self.max_message_size)?;
-        // The length is checked against the cap before this allocation.
-        let mut payload = vec![0u8; h.message_length - HEADER_LEN];
-        self.read_exact(&mut payload, deadline)?;
+        // The length is checked against the cap before anything is allocated, and the buffer
+        // grows (1 MiB at a time) only as bytes actually arrive.
+        let total = h.message_length - HEADER_LEN;
+        let mut payload = Vec::with_capacity(total.min(READ_CHUNK));
+        while payload.len() < total {
+            let start = payload.len();
+            payload.resize(start + (total - start).min(READ_CHUNK), 0);
+            self.read_exact(&mut payload[start..], deadline)?;
+        }
         Ok(wire::decode_op_msg(&header, &payload)?.body)
     }
 
@@ -155,7 +164,7 @@ impl<S: Stream> Connection<S> {
         if left.is_zero() {
             Err(io::Error::new(
                 ErrorKind::TimedOut,
-                "server did not answer in time",
+                "timed out waiting for the server",
             ))
         } else {
             Ok(left)
@@ -203,7 +212,7 @@ impl<S: Stream> Connection<S> {
 /// std reports a socket timeout as `WouldBlock` on Unix: call it what it is.
 fn timeout_kind(e: io::Error) -> io::Error {
     if e.kind() == ErrorKind::WouldBlock {
-        io::Error::new(ErrorKind::TimedOut, "server did not answer in time")
+        io::Error::new(ErrorKind::TimedOut, "timed out waiting for the server")
     } else {
         e
     }
@@ -594,6 +603,32 @@ impl<C: Connector> Client<C> {
             }
         }
         Ok(docs)
+    }
+
+    /// `find` using the index `keys`, creating that index only when the server reports it
+    /// missing: the query carries `hint: keys`; if MongoDB refuses the hint (no such index),
+    /// `createIndexes` runs and the query is repeated without the hint. In the steady state
+    /// this costs no round trip beyond the `find` itself. (Servers that ignore hints, like
+    /// nx-27017, simply never create the index.)
+    pub fn find_with_index(
+        &mut self,
+        db: &str,
+        coll: &str,
+        options: &FindOptions,
+        keys: &Document,
+        index_name: &str,
+    ) -> Result<Vec<Document>, Error> {
+        let hinted = FindOptions {
+            hint: Some(Bson::Document(keys.clone())),
+            ..options.clone()
+        };
+        match self.find(db, coll, &hinted) {
+            Err(e) if e.is_missing_hint_index() => {
+                self.create_index(db, coll, keys.clone(), index_name)?;
+                self.find(db, coll, options)
+            }
+            other => other,
+        }
     }
 
     /// Creates an index (idempotent: an identical existing index is fine).

@@ -72,9 +72,12 @@ impl Error {
     }
 
     /// True when a `find` with a `hint` names an index that does not exist (MongoDB answers
-    /// BadValue, "hint provided does not correspond to an existing index").
+    /// BadValue (2), "hint provided does not correspond to an existing index"; any BadValue
+    /// mentioning the hint counts, in case the wording changes).
     pub fn is_missing_hint_index(&self) -> bool {
-        matches!(self, Error::Command { message, .. } if message.contains("hint provided does not correspond to an existing index"))
+        matches!(self, Error::Command { code, message, .. }
+            if message.contains("hint provided does not correspond to an existing index")
+                || (*code == 2 && message.contains("hint")))
     }
 
     /// The server's error code, if it gave one.
@@ -90,8 +93,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) if e.kind() == io::ErrorKind::TimedOut => write!(f, "timed out: {e}"),
-            Error::Io(e) => write!(f, "connection failed: {e}"),
+            Error::Io(e) => write!(f, "network error: {e}"),
             Error::Protocol(m) => write!(f, "bad reply: {m}"),
             Error::Encode(m) => write!(f, "cannot encode request: {m}"),
             Error::Command {

@@ -79,6 +79,22 @@ impl HelloReply {
         }
     }
 
+    /// The oldest MongoDB release with this `maxWireVersion` (`hello` does not report the
+    /// version itself; `buildInfo` does).
+    pub fn server_version_at_least(&self) -> &'static str {
+        match self.max_wire_version {
+            v if v >= 25 => "8.0",
+            v if v >= 21 => "7.0",
+            v if v >= 17 => "6.0",
+            v if v >= 13 => "5.0",
+            9..=12 => "4.4",
+            8 => "4.2",
+            7 => "4.0",
+            6 => "3.6",
+            _ => "3.4 or older",
+        }
+    }
+
     /// A short description for error messages.
     pub fn describe(&self) -> String {
         match (&self.set_name, self.secondary) {
@@ -176,6 +192,7 @@ mod tests {
         assert_eq!(h.max_bson_object_size, 16_777_216);
         assert_eq!(h.max_wire_version, 21);
         assert_eq!(h.describe(), "secondary of replica set \"rs0\"");
+        assert_eq!(h.server_version_at_least(), "7.0");
         // Legacy isMaster and defaults.
         let h = HelloReply::from_document(&doc! {"ismaster": true, "msg": "isdbgrid"});
         assert!(h.is_writable_primary && h.is_mongos);

@@ -57,7 +57,7 @@ fn sock_err(e: ErrorCode) -> io::Error {
         ErrorCode::InvalidArgument => ErrorKind::InvalidInput,
         _ => ErrorKind::Other,
     };
-    io::Error::new(kind, format!("wasi:sockets {e:?}"))
+    io::Error::new(kind, e.name())
 }
 
 fn stream_err(e: StreamError) -> io::Error {

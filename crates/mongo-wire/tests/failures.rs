@@ -360,3 +360,87 @@ fn open_cursor_is_drained_then_killed() {
         vec!["hello", "find", "getMore", "killCursors"]
     );
 }
+
+#[test]
+fn find_with_index_creates_the_index_only_when_the_hint_is_refused() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let indexed = Arc::new(AtomicBool::new(false));
+    let ix = indexed.clone();
+    let fake = Fake::start(move |name, body, _| match name {
+        "hello" => Action::Reply(standalone_hello()),
+        "find" if body.contains_key("hint") && !ix.load(Ordering::SeqCst) => Action::Reply(doc! {
+            "ok": 0.0, "code": 2, "codeName": "BadValue",
+            "errmsg": "error processing query: ns=d.c planner returned error :: caused by :: hint provided does not correspond to an existing index",
+        }),
+        "find" => Action::Reply(
+            doc! {"cursor": {"id": 0i64, "ns": "d.c", "firstBatch": [{"a": 1}]}, "ok": 1.0},
+        ),
+        "createIndexes" => {
+            let spec = body.get_array("indexes").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .clone();
+            assert_eq!(
+                spec.get_document("key").unwrap(),
+                &doc! {"date": -1, "_id": -1}
+            );
+            assert_eq!(spec.get_str("name").unwrap(), "newest");
+            ix.store(true, Ordering::SeqCst);
+            Action::Reply(doc! {"ok": 1.0})
+        }
+        _ => Action::Reply(doc! {"ok": 1.0}),
+    });
+    let keys = doc! {"date": -1, "_id": -1};
+    let opts = FindOptions {
+        sort: Some(keys.clone()),
+        limit: Some(10),
+        ..FindOptions::default()
+    };
+    let mut c = Client::connect(StdConnector, options(vec![fake.addr])).unwrap();
+    assert_eq!(
+        c.find_with_index("d", "c", &opts, &keys, "newest")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        c.find_with_index("d", "c", &opts, &keys, "newest")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        fake.commands(),
+        vec!["hello", "find", "createIndexes", "find", "find"]
+    );
+    // Other errors are not papered over.
+    let fake = Fake::start(|name, _, _| match name {
+        "hello" => Action::Reply(standalone_hello()),
+        _ => Action::Reply(doc! {"ok": 0.0, "code": 13, "errmsg": "not authorized"}),
+    });
+    let mut c = Client::connect(StdConnector, options(vec![fake.addr])).unwrap();
+    assert!(matches!(
+        c.find_with_index("d", "c", &opts, &keys, "newest"),
+        Err(Error::Command { code: 13, .. })
+    ));
+    assert_eq!(fake.commands(), vec!["hello", "find"]);
+}
+
+#[test]
+fn large_replies_arrive_in_chunks() {
+    let fake = after_hello(|id| {
+        Action::Raw(reply_bytes(
+            id,
+            &doc! {"cursor": {"id": 0i64, "ns": "d.c", "firstBatch": [{"big": "y".repeat(3 << 20)}]}, "ok": 1},
+        ))
+    });
+    let mut c = Client::connect(StdConnector, {
+        let mut o = options(vec![fake.addr]);
+        o.timeout = Duration::from_secs(5);
+        o
+    })
+    .unwrap();
+    let docs = c.find("d", "c", &FindOptions::default()).unwrap();
+    assert_eq!(docs[0].get_str("big").unwrap().len(), 3 << 20);
+}

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use tokio::net::TcpListener;
+use visits_core::config::{CounterBackend, RecordsBackend};
 use visits_native::settings::{variable_names, Settings};
 
 const USAGE: &str = "usage: visits-native [--quiet]
@@ -68,11 +69,18 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().unwrap_or(settings.listen);
-        eprintln!(
-            "listening on http://{addr} (counter: {}, records: {})",
-            settings.counter.name(),
-            settings.records.name()
-        );
+        // Not visits-core's backend names: natively, "embedded" means this process's memory,
+        // not Spin's key-value store or SQLite database.
+        let counter = match settings.counter {
+            CounterBackend::Embedded => "in-memory",
+            CounterBackend::Redis { .. } => "redis",
+        };
+        let records = match settings.records {
+            RecordsBackend::Off => "off",
+            RecordsBackend::Embedded => "in-memory",
+            RecordsBackend::MongoDb(_) => "mongodb",
+        };
+        eprintln!("listening on http://{addr} (counter: {counter}, records: {records})");
         let log = !(settings.quiet || quiet_flag);
         match visits_native::serve(listener, app, log, shutdown_signal()).await {
             Ok(()) => {

@@ -6,8 +6,8 @@
 //! one-line reason naming the backend.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
@@ -117,9 +117,14 @@ pub struct MongoRecords {
     database: Database,
     collection: Collection<Document>,
     timeout: Duration,
-    /// Set once the `{date: -1}` index exists (or the server refused it for good).
-    indexed: AtomicBool,
+    /// The `{date: -1}` index: [`INDEX_MISSING`], [`INDEX_CREATING`] or [`INDEX_DONE`].
+    index: Arc<AtomicU8>,
 }
+
+const INDEX_MISSING: u8 = 0;
+const INDEX_CREATING: u8 = 1;
+/// Created, or refused for good by the server.
+const INDEX_DONE: u8 = 2;
 
 impl MongoRecords {
     pub fn new(settings: &MongoSettings) -> Result<Self, String> {
@@ -131,12 +136,12 @@ impl MongoRecords {
             database,
             collection,
             timeout: settings.timeout,
-            indexed: AtomicBool::new(false),
+            index: Arc::new(AtomicU8::new(INDEX_MISSING)),
         })
     }
 
     async fn insert(&self, record: &Record) -> Result<(), String> {
-        self.ensure_index().await;
+        self.ensure_index();
         self.bounded("insert", self.collection.insert_one(record.to_document()))
             .await
             .map(|_| ())
@@ -173,23 +178,42 @@ impl MongoRecords {
             .map(|_| ())
     }
 
-    /// Creates the index that serves "newest first" once per process. A network failure is
-    /// retried on the next visit; a server that refuses the command (an old or partial
-    /// MongoDB-compatible server) is logged once and not asked again: the page works without it.
-    async fn ensure_index(&self) {
-        if self.indexed.load(Ordering::Relaxed) {
+    /// Creates the index that serves "newest first", once per process, in the background: no
+    /// visit waits for it (with MongoDB down it would add a whole timeout to the page). A
+    /// network failure is retried on a later visit; a server that refuses the command (an old
+    /// or partial MongoDB-compatible server) is logged once and not asked again: listing works
+    /// without the index, only slower on a large collection.
+    fn ensure_index(&self) {
+        if self
+            .index
+            .compare_exchange(
+                INDEX_MISSING,
+                INDEX_CREATING,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
             return;
         }
-        let index = IndexModel::builder().keys(doc! { "date": -1 }).build();
-        match tokio::time::timeout(self.timeout, self.collection.create_index(index)).await {
-            Ok(Ok(_)) => self.indexed.store(true, Ordering::Relaxed),
-            Ok(Err(e)) if matches!(*e.kind, ErrorKind::Command(_)) => {
-                eprintln!("recorder: mongodb refused to create the {{date: -1}} index: {e}");
-                self.indexed.store(true, Ordering::Relaxed);
-            }
-            // Unreachable or timed out: the insert that follows reports it.
-            Ok(Err(_)) | Err(_) => {}
-        }
+        let (collection, state, timeout) = (
+            self.collection.clone(),
+            Arc::clone(&self.index),
+            self.timeout,
+        );
+        tokio::spawn(async move {
+            let index = IndexModel::builder().keys(doc! { "date": -1 }).build();
+            let next = match tokio::time::timeout(timeout, collection.create_index(index)).await {
+                Ok(Ok(_)) => INDEX_DONE,
+                Ok(Err(e)) if matches!(*e.kind, ErrorKind::Command(_)) => {
+                    eprintln!("recorder: mongodb refused to create the {{date: -1}} index: {e}");
+                    INDEX_DONE
+                }
+                // Unreachable or timed out: the visits report that themselves; try again later.
+                Ok(Err(_)) | Err(_) => INDEX_MISSING,
+            };
+            state.store(next, Ordering::Release);
+        });
     }
 
     /// One driver call within the configured timeout, its error worded for the page.

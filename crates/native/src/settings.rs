@@ -44,11 +44,6 @@ impl Settings {
                 "hostname" if value.as_deref().is_none_or(|v| v.trim().is_empty()) => {
                     system_hostname()
                 }
-                // Unset extra seeds repeat MONGO_ADDRESS (what spin.toml tells Spin users to
-                // do) instead of taking the 127.0.0.1:27017 default: to the official driver,
-                // two distinct seeds mean a replica set, and a standalone server found among
-                // them is dropped from the topology, so `MONGO_ADDRESS` alone would not work.
-                "mongo_address_2" | "mongo_address_3" => env("MONGO_ADDRESS"),
                 _ => value,
             }
         });

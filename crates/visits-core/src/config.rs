@@ -310,10 +310,13 @@ pub struct MongoSettings {
 
 impl MongoSettings {
     pub fn load<F: Fn(&str) -> Option<String>>(src: &Source<F>) -> Result<Self, ConfigError> {
-        let mut seeds = Vec::new();
-        for name in ["mongo_address", "mongo_address_2", "mongo_address_3"] {
+        // Every seed variable always holds an address (it doubles as a sandbox permission in
+        // spin.toml), so an extra seed left at its default means "unused".
+        let mut seeds = vec![src.socket_addr("mongo_address")?];
+        for name in ["mongo_address_2", "mongo_address_3"] {
             let addr = src.socket_addr(name)?;
-            if !seeds.contains(&addr) {
+            let unused = default_of(name).is_some_and(|d| d.parse() == Ok(addr));
+            if !unused && !seeds.contains(&addr) {
                 seeds.push(addr);
             }
         }
@@ -433,6 +436,16 @@ mod tests {
             panic!("mongodb expected")
         };
         assert_eq!(m.seeds.len(), 2, "duplicates are dropped");
+        let only = |extra: &str| {
+            let s = src(&[("records_backend", "mongodb"), ("mongo_address", "10.0.0.9:27017"), ("mongo_address_2", extra)]);
+            match RecordsBackend::load(&s).unwrap() {
+                RecordsBackend::MongoDb(m) => m.seeds,
+                _ => unreachable!(),
+            }
+        };
+        let seed = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(only("127.0.0.1:27017"), [seed("10.0.0.9:27017")], "a seed left at its default is unused");
+        assert_eq!(only("10.0.0.8:27017"), [seed("10.0.0.9:27017"), seed("10.0.0.8:27017")]);
         let cred = m.credential.unwrap();
         assert_eq!(cred.password, "s3cret ", "passwords are not trimmed");
         assert_eq!(cred.mechanism, AuthMechanism::ScramSha256);
