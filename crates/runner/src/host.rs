@@ -854,6 +854,10 @@ impl sqlite::HostConnection for State {
             Err(e) => return Ok(Err(sqlite::Error::Io(e.to_string()))),
         };
         let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+        // WAL + synchronous=NORMAL: no fsync per commit (a power loss may lose the last
+        // transactions, never corrupt the file); readers do not block the writer.
+        let _ = conn.pragma_update(None, "journal_mode", "WAL");
+        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
         Ok(Ok(self.table.push(SqliteConn { conn })?))
     }
 

@@ -622,7 +622,7 @@ fn redis_through_pooled_host_connections() {
     for i in 1..=20 {
         let (s, body) = r.get(&format!("/redis?addr={addr}"));
         assert_eq!(s, 200, "{body}");
-        assert!(body.starts_with(&format!("incr {i} get value echo [Binary([104, 105])]")), "{body}");
+        assert!(body.starts_with(&format!("incr {i} get value echo [RedisResult::Binary([104, 105])]")), "{body}");
     }
     let after = redis_total_connections(redis.port);
     // One pooled connection for 20 requests, plus this probe's own connection.

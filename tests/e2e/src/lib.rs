@@ -230,7 +230,7 @@ impl App {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
+                        let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
                     }
                 }
                 let mut log = sink.lock().unwrap();
