@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-e2e test-browser test-k8s lint bench clean
+.PHONY: setup wasm build up test test-unit test-browser test-k8s lint bench clean
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -18,17 +18,20 @@ lint:
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -p page -p counter -p recorder -p misbehave -p spin-glue -- -D warnings
 
-test-unit: build
+# `cargo test` builds visits-runner and visits-native itself (their integration tests need them),
+# with the same features as the tests: one release build instead of two.
+test-unit: wasm
 	cargo test --release
 
-test-browser: build
+test-browser: wasm
+	@test -x target/release/visits-runner -a -x target/release/visits-native || $(MAKE) build
 	cd tests/browser && npm test
 
 test-k8s:
 	scripts/validate-k8s.sh
 
 ## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests
-test: build lint test-unit test-browser test-k8s
+test: lint test-unit test-browser test-k8s
 
 bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
 	bench/run.sh

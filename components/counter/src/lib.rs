@@ -32,7 +32,10 @@ fn handle(req: Request) -> Response {
             }
             match increment(&backend, key) {
                 Ok(count) => {
-                    let reply = CountReply { key: key.to_string(), count };
+                    let reply = CountReply {
+                        key: key.to_string(),
+                        count,
+                    };
                     spin_glue::json(200, serde_json::to_string(&reply).expect("serialises"))
                 }
                 Err(e) => {
@@ -54,8 +57,10 @@ fn increment(backend: &CounterBackend, key: &str) -> Result<u64, String> {
             .incr(key)
             .map_err(|e| format!("redis: INCR failed: {e}"))?,
         CounterBackend::Embedded => {
-            let bucket = store::open("default").map_err(|e| format!("key-value: open failed: {e:?}"))?;
-            atomics::increment(&bucket, key, 1).map_err(|e| format!("key-value: increment failed: {e:?}"))?
+            let bucket =
+                store::open("default").map_err(|e| format!("key-value: open failed: {e:?}"))?;
+            atomics::increment(&bucket, key, 1)
+                .map_err(|e| format!("key-value: increment failed: {e:?}"))?
         }
     };
     u64::try_from(value).map_err(|_| format!("{}: count {value} is negative", backend.name()))

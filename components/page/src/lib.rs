@@ -75,13 +75,21 @@ async fn count(key: &str) -> Section<u64> {
 
 /// Stores this visit and lists the newest records in one round trip. Without a usable client
 /// address (the host gave none) the visit cannot be recorded, but the list is still shown.
-async fn record_and_list(ip: Option<std::net::IpAddr>, limit: usize) -> Section<Vec<visits_core::Record>> {
+async fn record_and_list(
+    ip: Option<std::net::IpAddr>,
+    limit: usize,
+) -> Section<Vec<visits_core::Record>> {
     let url = format!("{}/records?limit={limit}", api::RECORDER_ORIGIN);
     let request = match ip {
         Some(client_ip) => {
-            let visit = NewVisit { client_ip, page: "/".into() };
+            let visit = NewVisit {
+                client_ip,
+                page: "/".into(),
+            };
             let body = serde_json::to_vec(&visit).expect("a visit serialises");
-            Request::post(url, body).header("content-type", "application/json").build()
+            Request::post(url, body)
+                .header("content-type", "application/json")
+                .build()
         }
         None => {
             eprintln!("page: no client address on the request; listing records without storing");
@@ -121,7 +129,9 @@ async fn backend_status(url: String) -> Result<(), String> {
 
 /// One service-chaining call: a 2xx JSON body of type `T`, or a one-line reason.
 async fn call<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, String> {
-    let response: Response = spin_sdk::http::send(request).await.map_err(|e| format!("request failed: {e}"))?;
+    let response: Response = spin_sdk::http::send(request)
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
     let status = *response.status();
     let body = response.body();
     if (200..300).contains(&status) {
@@ -130,7 +140,9 @@ async fn call<T: serde::de::DeserializeOwned>(request: Request) -> Result<T, Str
     // Backends answer errors (and 503 health) with a JSON body saying why.
     // (Their errors already name the backend: "redis: PING failed: ...".)
     if let Ok(status) = serde_json::from_slice::<BackendStatus>(body) {
-        return Err(status.error.unwrap_or_else(|| format!("{}: not ready", status.backend)));
+        return Err(status
+            .error
+            .unwrap_or_else(|| format!("{}: not ready", status.backend)));
     }
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => Err(e.error),

@@ -35,7 +35,9 @@ fn handle(req: Request) -> Response {
         }
     };
     match (req.method(), req.path()) {
-        (Method::Get, "/health") => spin_glue::backend_status(backend.name(), open(&backend).map(|_| ())),
+        (Method::Get, "/health") => {
+            spin_glue::backend_status(backend.name(), open(&backend).map(|_| ()))
+        }
         (Method::Get, "/records") => records(&req, &backend, None),
         (Method::Post, "/records") => {
             let visit = match serde_json::from_slice::<NewVisit>(req.body()) {

@@ -23,7 +23,8 @@ impl SqliteStore {
     pub(crate) fn open() -> Result<Self, String> {
         let conn = Connection::open_default().map_err(|e| format!("sqlite: open failed: {e}"))?;
         for statement in [SCHEMA, INDEX] {
-            conn.execute(statement, &[]).map_err(|e| format!("sqlite: schema: {e}"))?;
+            conn.execute(statement, &[])
+                .map_err(|e| format!("sqlite: schema: {e}"))?;
         }
         Ok(SqliteStore { conn })
     }
@@ -37,7 +38,10 @@ impl Store for SqliteStore {
             Value::Text(record.page.clone()),
         ];
         self.conn
-            .execute("INSERT INTO visits (client_ip, date_ms, page) VALUES (?, ?, ?)", &params)
+            .execute(
+                "INSERT INTO visits (client_ip, date_ms, page) VALUES (?, ?, ?)",
+                &params,
+            )
             .map(|_| ())
             .map_err(|e| format!("sqlite: insert failed: {e}"))
     }
@@ -63,7 +67,10 @@ impl Store for SqliteStore {
                         page: page.to_string(),
                     }),
                     // A row we did not write: say so rather than hide it.
-                    _ => Err("sqlite: a stored visit is malformed (table visits was edited by hand?)".into()),
+                    _ => Err(
+                        "sqlite: a stored visit is malformed (table visits was edited by hand?)"
+                            .into(),
+                    ),
                 }
             })
             .collect()

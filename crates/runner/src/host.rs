@@ -46,6 +46,10 @@ pub struct Shared {
     pub redis: tokio::sync::Mutex<HashMap<String, ::redis::aio::MultiplexedConnection>>,
     pub kv: Option<Mutex<rusqlite::Connection>>,
     pub sqlite_path: PathBuf,
+    /// Idle connections to the `default` SQLite database, reused across requests (opening one
+    /// per request costs a file open and a schema parse, and closing the last connection of a
+    /// WAL database checkpoints it with an fsync).
+    sqlite_pool: Mutex<Vec<rusqlite::Connection>>,
 }
 
 impl Shared {
@@ -76,6 +80,7 @@ impl Shared {
             redis: Default::default(),
             kv,
             sqlite_path: state_dir.join("sqlite_db.db"),
+            sqlite_pool: Mutex::new(Vec::new()),
         })
     }
 
@@ -845,19 +850,31 @@ impl sqlite::HostConnection for State {
                 sqlite::Error::NoSuchDatabase
             }));
         }
-        let path = &self.shared.sqlite_path;
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = match rusqlite::Connection::open(path) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(sqlite::Error::Io(e.to_string()))),
+        let pooled = self
+            .shared
+            .sqlite_pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let path = &self.shared.sqlite_path;
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let conn = match rusqlite::Connection::open(path) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(sqlite::Error::Io(e.to_string()))),
+                };
+                let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+                // WAL + synchronous=NORMAL: no fsync per commit (a power loss may lose the
+                // last transactions, never corrupt the file); readers do not block the writer.
+                let _ = conn.pragma_update(None, "journal_mode", "WAL");
+                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+                conn
+            }
         };
-        let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-        // WAL + synchronous=NORMAL: no fsync per commit (a power loss may lose the last
-        // transactions, never corrupt the file); readers do not block the writer.
-        let _ = conn.pragma_update(None, "journal_mode", "WAL");
-        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
         Ok(Ok(self.table.push(SqliteConn { conn })?))
     }
 
@@ -872,7 +889,18 @@ impl sqlite::HostConnection for State {
     }
 
     async fn drop(&mut self, c: Resource<SqliteConn>) -> wasmtime::Result<()> {
-        self.table.delete(c)?;
+        let SqliteConn { conn } = self.table.delete(c)?;
+        // Only a connection outside any transaction the guest left open goes back to the pool.
+        if conn.is_autocommit() {
+            let mut pool = self
+                .shared
+                .sqlite_pool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if pool.len() < 32 {
+                pool.push(conn);
+            }
+        }
         Ok(())
     }
 }

@@ -33,5 +33,8 @@ pub fn backend_status(backend: &str, result: Result<(), String>) -> Response {
         error: result.err(),
     };
     let code = if status.ok { 200 } else { 503 };
-    json(code, serde_json::to_string(&status).expect("a status serialises"))
+    json(
+        code,
+        serde_json::to_string(&status).expect("a status serialises"),
+    )
 }

@@ -437,15 +437,26 @@ mod tests {
         };
         assert_eq!(m.seeds.len(), 2, "duplicates are dropped");
         let only = |extra: &str| {
-            let s = src(&[("records_backend", "mongodb"), ("mongo_address", "10.0.0.9:27017"), ("mongo_address_2", extra)]);
+            let s = src(&[
+                ("records_backend", "mongodb"),
+                ("mongo_address", "10.0.0.9:27017"),
+                ("mongo_address_2", extra),
+            ]);
             match RecordsBackend::load(&s).unwrap() {
                 RecordsBackend::MongoDb(m) => m.seeds,
                 _ => unreachable!(),
             }
         };
         let seed = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert_eq!(only("127.0.0.1:27017"), [seed("10.0.0.9:27017")], "a seed left at its default is unused");
-        assert_eq!(only("10.0.0.8:27017"), [seed("10.0.0.9:27017"), seed("10.0.0.8:27017")]);
+        assert_eq!(
+            only("127.0.0.1:27017"),
+            [seed("10.0.0.9:27017")],
+            "a seed left at its default is unused"
+        );
+        assert_eq!(
+            only("10.0.0.8:27017"),
+            [seed("10.0.0.9:27017"), seed("10.0.0.8:27017")]
+        );
         let cred = m.credential.unwrap();
         assert_eq!(cred.password, "s3cret ", "passwords are not trimmed");
         assert_eq!(cred.mechanism, AuthMechanism::ScramSha256);

@@ -30,7 +30,10 @@ pub enum Edition {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 fn binary(env: &str, name: &str) -> PathBuf {
@@ -47,7 +50,11 @@ fn binary(env: &str, name: &str) -> PathBuf {
 
 /// A free loopback port (bound then released; the child binds it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
@@ -65,13 +72,19 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
 }
 
 fn spawn(cmd: &mut Command, what: &str, hint: &str) -> Child {
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what} ({e}): {hint}"))
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what} ({e}): {hint}"))
 }
 
 fn stop(child: &mut Child) {
     // SIGTERM first so servers flush and exit as they would in production.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -155,10 +168,12 @@ pub struct Mongo {
 impl Mongo {
     pub fn start(db_file: &Path, port: u16) -> Mongo {
         let mut child = spawn(
-            Command::new("nx-27017")
-                .arg("--db")
-                .arg(db_file)
-                .args(["--host", "127.0.0.1", "-p", &port.to_string()]),
+            Command::new("nx-27017").arg("--db").arg(db_file).args([
+                "--host",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]),
             "nx-27017",
             "install it with `pip install nx-27017` (scripts/setup.sh does)",
         );
@@ -219,8 +234,12 @@ impl App {
                 cmd
             }
         };
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start the {edition:?} edition: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {edition:?} edition: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -230,7 +249,12 @@ impl App {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_string());
+                        let _ = tx.send(
+                            addr.split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
                     }
                 }
                 let mut log = sink.lock().unwrap();
@@ -242,10 +266,15 @@ impl App {
             Ok(addr) => addr,
             Err(_) => {
                 let _ = child.kill();
-                panic!("{edition:?} edition did not start; its log:\n{}", log.lock().unwrap());
+                panic!(
+                    "{edition:?} edition did not start; its log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build();
         App {
             child,
             edition,
@@ -272,7 +301,11 @@ impl App {
         let resp = match req.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path} on the {:?} edition failed: {e}\nlog:\n{}", self.edition, self.log()),
+            Err(e) => panic!(
+                "{method} {path} on the {:?} edition failed: {e}\nlog:\n{}",
+                self.edition,
+                self.log()
+            ),
         };
         let status = resp.status();
         let headers = resp
@@ -284,8 +317,14 @@ impl App {
             })
             .collect();
         let mut body = String::new();
-        resp.into_reader().read_to_string(&mut body).expect("a UTF-8 body");
-        Reply { status, headers, body }
+        resp.into_reader()
+            .read_to_string(&mut body)
+            .expect("a UTF-8 body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -297,7 +336,13 @@ impl App {
         let mut all = vec![("accept", "application/json")];
         all.extend_from_slice(headers);
         let reply = self.request("GET", "/", &all);
-        assert_eq!(reply.status, 200, "GET / failed: {}\nlog:\n{}", reply.body, self.log());
+        assert_eq!(
+            reply.status,
+            200,
+            "GET / failed: {}\nlog:\n{}",
+            reply.body,
+            self.log()
+        );
         reply.json()
     }
 }

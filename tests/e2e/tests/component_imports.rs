@@ -26,11 +26,17 @@ fn imports(component: &str) -> BTreeSet<String> {
 fn assert_only(component: &str, required: &[&str], forbidden_prefixes: &[&str]) {
     let got = imports(component);
     for r in required {
-        assert!(got.contains(*r), "{component} should import {r}; imports {got:?}");
+        assert!(
+            got.contains(*r),
+            "{component} should import {r}; imports {got:?}"
+        );
     }
     for module in &got {
         for f in forbidden_prefixes {
-            assert!(!module.starts_with(f), "{component} must not import {module}");
+            assert!(
+                !module.starts_with(f),
+                "{component} must not import {module}"
+            );
         }
     }
 }
@@ -39,8 +45,17 @@ fn assert_only(component: &str, required: &[&str], forbidden_prefixes: &[&str]) 
 fn page_imports_outbound_http_and_variables_only() {
     assert_only(
         "page",
-        &["wasi:http/outgoing-handler@0.2.0", "fermyon:spin/variables@2.0.0"],
-        &["fermyon:spin/redis", "fermyon:spin/sqlite", "fermyon:spin/key-value", "wasi:keyvalue", "wasi:sockets"],
+        &[
+            "wasi:http/outgoing-handler@0.2.0",
+            "fermyon:spin/variables@2.0.0",
+        ],
+        &[
+            "fermyon:spin/redis",
+            "fermyon:spin/sqlite",
+            "fermyon:spin/key-value",
+            "wasi:keyvalue",
+            "wasi:sockets",
+        ],
     );
 }
 
@@ -48,8 +63,16 @@ fn page_imports_outbound_http_and_variables_only() {
 fn counter_imports_redis_and_keyvalue_but_no_network() {
     assert_only(
         "counter",
-        &["fermyon:spin/redis@2.0.0", "wasi:keyvalue/atomics@0.2.0-draft2", "fermyon:spin/variables@2.0.0"],
-        &["wasi:http/outgoing-handler", "wasi:sockets", "fermyon:spin/sqlite"],
+        &[
+            "fermyon:spin/redis@2.0.0",
+            "wasi:keyvalue/atomics@0.2.0-draft2",
+            "fermyon:spin/variables@2.0.0",
+        ],
+        &[
+            "wasi:http/outgoing-handler",
+            "wasi:sockets",
+            "fermyon:spin/sqlite",
+        ],
     );
 }
 
@@ -57,7 +80,16 @@ fn counter_imports_redis_and_keyvalue_but_no_network() {
 fn recorder_imports_sockets_and_sqlite_but_no_http_or_redis() {
     assert_only(
         "recorder",
-        &["fermyon:spin/sqlite@2.0.0", "wasi:sockets/tcp@0.2.0", "fermyon:spin/variables@2.0.0"],
-        &["wasi:http/outgoing-handler", "fermyon:spin/redis", "wasi:keyvalue", "wasi:sockets/ip-name-lookup"],
+        &[
+            "fermyon:spin/sqlite@2.0.0",
+            "wasi:sockets/tcp@0.2.0",
+            "fermyon:spin/variables@2.0.0",
+        ],
+        &[
+            "wasi:http/outgoing-handler",
+            "fermyon:spin/redis",
+            "wasi:keyvalue",
+            "wasi:sockets/ip-name-lookup",
+        ],
     );
 }

@@ -48,7 +48,10 @@ fn concurrent_counts(app: &App, n: usize, threads: usize) -> Vec<u64> {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     })
 }
 
@@ -56,11 +59,19 @@ scenario!(page_shows_every_field);
 fn page_shows_every_field(edition: Edition) {
     let (app, _state) = start(
         edition,
-        &[("author", "Ada <Lovelace>"), ("version", "v7"), ("hostname", "web-0"), ("project", "visits & co")],
+        &[
+            ("author", "Ada <Lovelace>"),
+            ("version", "v7"),
+            ("hostname", "web-0"),
+            ("project", "visits & co"),
+        ],
     );
     let html = app.get("/");
     assert_eq!(html.status, 200);
-    assert!(html.header("content-type").unwrap().starts_with("text/html"));
+    assert!(html
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     for needle in [
         r#"<dd id="author">Ada &lt;Lovelace&gt;</dd>"#,
         r#"<h1 id="project">visits &amp; co</h1>"#,
@@ -70,7 +81,11 @@ fn page_shows_every_field(edition: Edition) {
         r#"<table id="records">"#,
         r#"<td class="ip">127.0.0.1</td>"#,
     ] {
-        assert!(html.body.contains(needle), "{edition:?}: missing {needle} in\n{}", html.body);
+        assert!(
+            html.body.contains(needle),
+            "{edition:?}: missing {needle} in\n{}",
+            html.body
+        );
     }
     let page = app.page_json(&[]);
     assert_eq!(page["author"], "Ada <Lovelace>");
@@ -80,23 +95,41 @@ fn page_shows_every_field(edition: Edition) {
     assert_eq!(page["errors"], serde_json::json!({}));
     // The date is now, in UTC.
     let date = page["date"].as_str().unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let shown = visits_core_time(date);
     assert!((now - shown).abs() < 60_000, "date {date} is not now");
-    assert_eq!(ips(&page), ["127.0.0.1", "127.0.0.1"], "newest first, both visits recorded");
+    assert_eq!(
+        ips(&page),
+        ["127.0.0.1", "127.0.0.1"],
+        "newest first, both visits recorded"
+    );
 }
 
 /// Parses the page's RFC 3339 date without depending on the app's own code.
 fn visits_core_time(text: &str) -> i64 {
-    let out = std::process::Command::new("date").args(["-u", "-d", text, "+%s%3N"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", text, "+%s%3N"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 scenario!(embedded_counter_loses_no_increment);
 fn embedded_counter_loses_no_increment(edition: Edition) {
     let (app, _state) = start(edition, &[("records_backend", "off")]);
     let counts: BTreeSet<u64> = concurrent_counts(&app, 64, 8).into_iter().collect();
-    assert_eq!(counts, (1..=64).collect(), "{edition:?}: every visit gets its own count");
+    assert_eq!(
+        counts,
+        (1..=64).collect(),
+        "{edition:?}: every visit gets its own count"
+    );
 }
 
 scenario!(redis_counter_is_shared_and_exact);
@@ -135,10 +168,18 @@ scenario!(forwarded_headers_need_trust_and_must_parse);
 fn forwarded_headers_need_trust_and_must_parse(edition: Edition) {
     let (untrusting, _s1) = start(edition, &[]);
     let page = untrusting.page_json(&[("x-forwarded-for", "203.0.113.9")]);
-    assert_eq!(ips(&page)[0], "127.0.0.1", "not trusted: the peer address counts");
+    assert_eq!(
+        ips(&page)[0],
+        "127.0.0.1",
+        "not trusted: the peer address counts"
+    );
     let (trusting, _s2) = start(edition, &[("trust_forwarded_for", "true")]);
     let page = trusting.page_json(&[("x-forwarded-for", "<script>, 203.0.113.9")]);
-    assert_eq!(ips(&page)[0], "127.0.0.1", "an unparsable forwarded address falls back to the peer");
+    assert_eq!(
+        ips(&page)[0],
+        "127.0.0.1",
+        "an unparsable forwarded address falls back to the peer"
+    );
 }
 
 scenario!(records_off_is_the_webnodb_page);
@@ -150,7 +191,10 @@ fn records_off_is_the_webnodb_page(edition: Edition) {
     assert!(!app.get("/").body.contains("Recent visits"));
     let health = app.get("/healthz");
     assert_eq!(health.status, 200, "{}", health.body);
-    assert_eq!(health.json()["checks"], serde_json::json!({"counter": "ok"}));
+    assert_eq!(
+        health.json()["checks"],
+        serde_json::json!({"counter": "ok"})
+    );
 }
 
 scenario!(mongodb_records_survive_restarts);
@@ -216,7 +260,10 @@ fn a_dead_backend_degrades_the_page_and_fails_readiness(edition: Edition) {
     let health = health.json();
     assert_eq!(health["status"], "unavailable");
     assert_eq!(health["failed"], serde_json::json!(["counter", "recorder"]));
-    assert!(started.elapsed() < Duration::from_secs(10), "failing backends must fail fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failing backends must fail fast"
+    );
 }
 
 scenario!(a_silent_mongodb_times_out);
@@ -238,7 +285,11 @@ fn a_silent_mongodb_times_out(edition: Edition) {
     let page = app.page_json(&[]);
     assert!(page["errors"]["records"].is_string(), "{page}");
     assert!(page["visits"].is_u64(), "the counter still works: {page}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     drop(silent);
 }
 
@@ -264,15 +315,24 @@ fn bad_settings_are_reported(edition: Edition) {
             let (app, _state) = start(edition, &[("records_limit", "1000")]);
             let reply = app.get("/");
             assert_eq!(reply.status, 500);
-            assert!(reply.json()["error"].as_str().unwrap().contains("records_limit"), "{}", reply.body);
+            assert!(
+                reply.json()["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("records_limit"),
+                "{}",
+                reply.body
+            );
         }
         // A native server reads its settings once and refuses to start.
         Edition::Native => {
-            let out = std::process::Command::new(visits_e2e::repo_root().join("target/release/visits-native"))
-                .env("RECORDS_LIMIT", "1000")
-                .env("LISTEN_ADDRESS", "127.0.0.1:0")
-                .output()
-                .expect("visits-native runs");
+            let out = std::process::Command::new(
+                visits_e2e::repo_root().join("target/release/visits-native"),
+            )
+            .env("RECORDS_LIMIT", "1000")
+            .env("LISTEN_ADDRESS", "127.0.0.1:0")
+            .output()
+            .expect("visits-native runs");
             assert!(!out.status.success());
             let stderr = String::from_utf8_lossy(&out.stderr).to_ascii_lowercase();
             assert!(stderr.contains("records_limit"), "{stderr}");
