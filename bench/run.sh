@@ -11,4 +11,5 @@ cd "$(dirname "$0")/.."
 } > bench/results/machine.txt
 python3 bench/coldstart.py "$@"
 python3 bench/throughput.py
+python3 bench/recorder_latency.py
 python3 bench/plot.py

@@ -80,7 +80,7 @@ def main():
                     proc.terminate()
                     proc.wait(timeout=10)
                     shutil.rmtree(state, ignore_errors=True)
-                row = {"edition": edition, "backend": backend, "rps": round(rps), "p50_ms": p50, "p99_ms": p99,
+                row = {"edition": edition, "backend": backend, "rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
                        "non_2xx": non2xx, "socket_errors": sock}
                 rows.append(row)
                 print(f"{edition:>6} {backend:>8}: {rps:10.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  non-2xx {non2xx} {sock}")
