@@ -11,7 +11,7 @@ build: wasm       ## components + the runner + the native edition, release mode
 	cargo build --release -p visits-runner -p visits-native
 
 up: build         ## run the app like `spin up`, on http://127.0.0.1:3000, zero infrastructure
-	target/release/visits-runner up --listen 127.0.0.1:3000
+	target/release/visits-runner up --listen 127.0.0.1:3000 --variable hostname=$$(hostname)
 
 lint:
 	cargo fmt --all --check

@@ -28,6 +28,8 @@ def start(edition, settings, port, state, cache):
                os.path.join(ROOT, "spin.toml"), "--state-dir", state, "--cache-dir", cache]
         for k, v in settings.items():
             cmd += ["--variable", f"{k}={v}"]
+        if edition == "wasm-no-guard-pages":
+            cmd.append("--no-guard-pages")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not first_200(port, time.perf_counter() + 120):
         proc.kill()
@@ -69,7 +71,7 @@ def main():
             ("redis", {"counter_backend": "redis", "redis_address": f"127.0.0.1:{redis_port}",
                        "records_backend": "off"}),
         ]:
-            for edition in ["native", "wasm"]:
+            for edition in ["native", "wasm", "wasm-no-guard-pages"]:
                 state = tempfile.mkdtemp(prefix="bench-state-")
                 port = free_port()
                 proc = start(edition, settings, port, state, cache)
@@ -83,7 +85,7 @@ def main():
                 row = {"edition": edition, "backend": backend, "rps": round(rps), "p50_ms": round(p50, 3), "p99_ms": round(p99, 3),
                        "non_2xx": non2xx, "socket_errors": sock}
                 rows.append(row)
-                print(f"{edition:>6} {backend:>8}: {rps:10.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  non-2xx {non2xx} {sock}")
+                print(f"{edition:>19} {backend:>8}: {rps:10.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  non-2xx {non2xx} {sock}")
     finally:
         redis.terminate()
         shutil.rmtree(cache, ignore_errors=True)

@@ -75,6 +75,10 @@ struct UpArgs {
     /// Use the on-demand allocator instead of the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
+    /// Explicit bounds checks instead of guard pages: faster instance reuse, but wasmtime then
+    /// drops its Spectre mitigation for memory accesses. For benchmarks and trusted code.
+    #[arg(long)]
+    no_guard_pages: bool,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -184,6 +188,7 @@ async fn up(args: UpArgs) -> Result<()> {
         max_memory: args.max_memory,
         request_timeout: args.request_timeout,
         allow_dns: args.allow_dns,
+        no_guard_pages: args.no_guard_pages,
     };
     let engine = if args.no_pooling {
         runtime::build_engine(&opts, false)?
