@@ -39,6 +39,14 @@ def first_200(port, deadline):
     return False
 
 
+def write_csv(path, rows):
+    """Writes result rows (dicts with the same keys) as CSV, header first."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def one_run(contender, cache_dir):
     port = free_port()
     state = tempfile.mkdtemp(prefix="coldstart-")
@@ -85,10 +93,7 @@ def main():
         rows.append(row)
         print(f"{contender:>14}: median {row['median_ms']:8.2f} ms  min {row['min_ms']:8.2f}  max {row['max_ms']:8.2f}  ({len(times)} runs)")
     shutil.rmtree(cache_dir, ignore_errors=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ records off, embedded (SQLite), and MongoDB (nx-27017 on loopback), for both edi
 Writes bench/results/recorder_latency.csv. Needs nx-27017 (scripts/setup.sh).
 """
 import argparse
-import csv
 import http.client
 import os
 import shutil
@@ -14,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from coldstart import ROOT, free_port
+from coldstart import ROOT, free_port, write_csv
 from throughput import start
 
 
@@ -74,10 +73,7 @@ def main():
         mongo.terminate()
         mongo.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ with the embedded backends and with a real redis-server counter.
 Writes bench/results/throughput.csv. Needs wrk and redis-server (scripts/setup.sh).
 """
 import argparse
-import csv
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from coldstart import NATIVE, ROOT, RUNNER, first_200, free_port
+from coldstart import NATIVE, ROOT, RUNNER, first_200, free_port, write_csv
 
 
 def start(edition, settings, port, state, cache):
@@ -89,10 +88,7 @@ def main():
     finally:
         redis.terminate()
         shutil.rmtree(cache, ignore_errors=True)
-    with open(args.out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

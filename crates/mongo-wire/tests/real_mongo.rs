@@ -99,6 +99,7 @@ fn real_insert_find_and_hinted_index() {
         "date_-1__id_-1",
     )
     .unwrap();
+    // Twice on purpose: createIndexes must be idempotent (every recorder instance may race to it).
     c.create_index(
         "mongo_wire_test",
         &coll,
