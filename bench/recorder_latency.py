@@ -46,7 +46,10 @@ def main():
     work = tempfile.mkdtemp(prefix="recorder-latency-")
     mongo_port = free_port()
     mongo = subprocess.Popen(["nx-27017", "--db", os.path.join(work, "nx.db"), "--host", "127.0.0.1",
-                              "-p", str(mongo_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              "-p", str(mongo_port),
+                              # its default pid/log files in /tmp are shared with any other nx-27017
+                              "--pid-file", os.path.join(work, "nx.pid"), "--log-file", os.path.join(work, "nx.log")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cache = os.path.join(work, "cache")
     rows = []
     try:

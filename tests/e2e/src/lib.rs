@@ -58,17 +58,23 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    if let Err(why) = try_wait_for_port(port, child) {
+        panic!("{what} {why}");
+    }
+}
+
+fn try_wait_for_port(port: u16, child: &mut Child) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+            return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before listening on {port}: {status}");
+            return Err(format!("exited before listening on {port}: {status}"));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    panic!("{what} did not listen on port {port} within 20 s");
+    Err(format!("did not listen on port {port} within 20 s"))
 }
 
 fn spawn(cmd: &mut Command, what: &str, hint: &str) -> Child {
@@ -166,18 +172,34 @@ pub struct Mongo {
 }
 
 impl Mongo {
+    /// Starts nx-27017 on `port` with its pid and log files next to `db_file`: its defaults
+    /// (`/tmp/nx_27017.pid`, `/tmp/nx_27017.log`) are shared, so a second server running at the
+    /// same time (the other edition's scenario) would refuse to start with "already running".
     pub fn start(db_file: &Path, port: u16) -> Mongo {
-        let mut child = spawn(
-            Command::new("nx-27017").arg("--db").arg(db_file).args([
-                "--host",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]),
-            "nx-27017",
-            "install it with `pip install nx-27017` (scripts/setup.sh does)",
-        );
-        wait_for_port(port, "nx-27017", &mut child);
+        let log = db_file.with_extension(format!("{port}.log"));
+        let stderr = std::fs::File::create(db_file.with_extension(format!("{port}.stderr")))
+            .expect("create nx-27017 stderr file");
+        let mut cmd = Command::new("nx-27017");
+        cmd.arg("--db")
+            .arg(db_file)
+            .args(["--host", "127.0.0.1", "-p", &port.to_string()])
+            .arg("--log-file")
+            .arg(&log)
+            .arg("--pid-file")
+            .arg(db_file.with_extension(format!("{port}.pid")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start nx-27017 ({e}): install it with `pip install nx-27017` (scripts/setup.sh does)")
+        });
+        if let Err(why) = try_wait_for_port(port, &mut child) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(db_file.with_extension(format!("{port}.stderr")))
+                .unwrap_or_default();
+            panic!("nx-27017 {why}; its stderr:\n{stderr}");
+        }
         Mongo { child, port }
     }
 
