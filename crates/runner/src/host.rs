@@ -7,7 +7,7 @@ use crate::allowed_hosts::AllowedHosts;
 use crate::stdio::PrefixedOutput;
 use rusqlite::OptionalExtension as _;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::StoreLimits;
@@ -53,16 +53,16 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(state_dir: &std::path::Path, need_kv: bool) -> anyhow::Result<Self> {
+    /// Opens the key-value store (when a component declares one) and one connection to the
+    /// `default` SQLite database (when a component declares it), so that neither file is
+    /// created on the first request.
+    pub fn new(state_dir: &Path, need_kv: bool, need_sqlite: bool) -> anyhow::Result<Self> {
         let kv = if need_kv {
             std::fs::create_dir_all(state_dir)?;
             let path = state_dir.join("sqlite_key_value.db");
-            let conn = rusqlite::Connection::open(&path).map_err(|e| {
+            let conn = open_sqlite(&path).map_err(|e| {
                 anyhow::anyhow!("cannot open key-value store {}: {e}", path.display())
             })?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS spin_key_value (
                     store TEXT NOT NULL,
@@ -76,11 +76,18 @@ impl Shared {
         } else {
             None
         };
+        let sqlite_path = state_dir.join("sqlite_db.db");
+        let mut sqlite_pool = Vec::new();
+        if need_sqlite {
+            sqlite_pool.push(open_sqlite(&sqlite_path).map_err(|e| {
+                anyhow::anyhow!("cannot open SQLite database {}: {e}", sqlite_path.display())
+            })?);
+        }
         Ok(Self {
             redis: Default::default(),
             kv,
-            sqlite_path: state_dir.join("sqlite_db.db"),
-            sqlite_pool: Mutex::new(Vec::new()),
+            sqlite_path,
+            sqlite_pool: Mutex::new(sqlite_pool),
         })
     }
 
@@ -90,6 +97,23 @@ impl Shared {
             None => Err("key-value store not configured".into()),
         }
     }
+}
+
+/// Opens (creating it and its directory if needed) a SQLite file the way both embedded stores
+/// use it: WAL + synchronous=NORMAL, so no fsync per commit (a power loss may lose the last
+/// transactions, never corrupt the file) and readers do not block the writer.
+fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    let setup = || -> rusqlite::Result<()> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+    };
+    setup().map_err(|e| e.to_string())?;
+    Ok(conn)
 }
 
 pub struct RedisConn {
@@ -858,22 +882,10 @@ impl sqlite::HostConnection for State {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => {
-                let path = &self.shared.sqlite_path;
-                if let Some(dir) = path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
-                let conn = match rusqlite::Connection::open(path) {
-                    Ok(c) => c,
-                    Err(e) => return Ok(Err(sqlite::Error::Io(e.to_string()))),
-                };
-                let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-                // WAL + synchronous=NORMAL: no fsync per commit (a power loss may lose the
-                // last transactions, never corrupt the file); readers do not block the writer.
-                let _ = conn.pragma_update(None, "journal_mode", "WAL");
-                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-                conn
-            }
+            None => match open_sqlite(&self.shared.sqlite_path) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(sqlite::Error::Io(e))),
+            },
         };
         Ok(Ok(self.table.push(SqliteConn { conn })?))
     }

@@ -79,6 +79,10 @@ struct UpArgs {
     /// drops its Spectre mitigation for memory accesses. For benchmarks and trusted code.
     #[arg(long)]
     no_guard_pages: bool,
+    /// Requests from clients executed at once; more wait (up to --request-timeout, then 503).
+    /// Also sizes the instance pool: each request may chain to 3 more components.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    max_concurrent_requests: u32,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -189,35 +193,61 @@ async fn up(args: UpArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         allow_dns: args.allow_dns,
         no_guard_pages: args.no_guard_pages,
+        max_concurrent_requests: args.max_concurrent_requests as usize,
     };
-    let engine = if args.no_pooling {
-        runtime::build_engine(&opts, false)?
-    } else {
-        match runtime::build_engine(&opts, true) {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!(
-                    "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
-                );
-                runtime::build_engine(&opts, false)?
-            }
-        }
-    };
-    let linker = runtime::make_linker(&engine)?;
-
-    // Load each distinct source once (two components may share a .wasm file).
-    let mut loaded: HashMap<PathBuf, wasmtime::component::Component> = HashMap::new();
-    let mut components = HashMap::new();
-    for c in app.components.values() {
-        let component = match loaded.get(&c.source) {
-            Some(x) => x.clone(),
-            None => {
-                let x = runtime::load_component(&engine, &c.id, &c.source, cache_dir.as_deref())?;
-                loaded.insert(c.source.clone(), x.clone());
-                x
+    let need_kv = app
+        .components
+        .values()
+        .any(|c| !c.key_value_stores.is_empty());
+    let need_sqlite = app
+        .components
+        .values()
+        .any(|c| c.sqlite_databases.iter().any(|d| d == "default"));
+    // Cold start is the sum of independent steps, so overlap them (2 cores are enough): the
+    // embedded stores' files open (on a first start: are created, with fsyncs) on one thread
+    // while the engine and its pools are set up, then each distinct .wasm is deserialized (or
+    // compiled) on its own thread.
+    let (engine, loaded, shared) = std::thread::scope(|s| -> Result<_> {
+        let shared = s.spawn(|| host::Shared::new(&state_dir, need_kv, need_sqlite));
+        let engine = if args.no_pooling {
+            runtime::build_engine(&opts, false)?
+        } else {
+            match runtime::build_engine(&opts, true) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!(
+                        "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
+                    );
+                    runtime::build_engine(&opts, false)?
+                }
             }
         };
-        let pre = runtime::prepare(&linker, &component, &c.id)?;
+        // Two components may share a .wasm file: load each source once.
+        let mut sources: Vec<(&PathBuf, &str)> = Vec::new();
+        for c in app.components.values() {
+            if !sources.iter().any(|(p, _)| *p == &c.source) {
+                sources.push((&c.source, &c.id));
+            }
+        }
+        let loaders: Vec<_> = sources
+            .iter()
+            .map(|&(path, id)| {
+                let (engine, cache) = (engine.clone(), cache_dir.as_deref());
+                s.spawn(move || runtime::load_component(&engine, id, path, cache))
+            })
+            .collect();
+        let mut loaded = HashMap::new();
+        for ((path, _), loader) in sources.iter().zip(loaders) {
+            let component = loader.join().expect("component loader panicked")?;
+            loaded.insert((*path).clone(), component);
+        }
+        let shared = shared.join().expect("store opener panicked")?;
+        Ok((engine, loaded, shared))
+    })?;
+    let linker = runtime::make_linker(&engine)?;
+    let mut components = HashMap::new();
+    for c in app.components.values() {
+        let pre = runtime::prepare(&linker, &loaded[&c.source], &c.id)?;
         let ctx = Arc::new(host::ComponentCtx {
             id: c.id.clone(),
             variables: c.variables.clone(),
@@ -228,17 +258,12 @@ async fn up(args: UpArgs) -> Result<()> {
         });
         components.insert(c.id.clone(), runtime::LoadedComponent { pre, ctx });
     }
-    let need_kv = app
-        .components
-        .values()
-        .any(|c| !c.key_value_stores.is_empty());
-    let shared = Arc::new(host::Shared::new(&state_dir, need_kv)?);
-    let rt = Arc::new(runtime::Runtime {
-        engine: engine.clone(),
+    let rt = Arc::new(runtime::Runtime::new(
+        engine.clone(),
         components,
         opts,
-        shared,
-    });
+        Arc::new(shared),
+    ));
 
     // Epoch ticker: drives request deadlines and lets busy guests yield.
     let ticker_engine = engine.clone();

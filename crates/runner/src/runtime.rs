@@ -35,7 +35,13 @@ pub struct Options {
     pub allow_dns: bool,
     /// Explicit bounds checks instead of guard pages (faster, no Spectre mitigation).
     pub no_guard_pages: bool,
+    /// Client requests executed at once (chained requests ride on their caller's admission).
+    pub max_concurrent_requests: usize,
 }
+
+/// Component instances one client request may hold at once: itself plus the components it
+/// chains to (the page calls two). Sizes the pooling allocator from the admission limit.
+const INSTANCES_PER_REQUEST: u32 = 4;
 
 pub struct LoadedComponent {
     pub pre: ProxyPre<State>,
@@ -47,11 +53,15 @@ pub struct Runtime {
     pub components: HashMap<String, LoadedComponent>,
     pub opts: Options,
     pub shared: Arc<Shared>,
+    /// One permit per client request in execution; see [`Runtime::admit`].
+    admission: Arc<tokio::sync::Semaphore>,
 }
 
 /// Why a request did not produce a response.
 #[derive(Debug)]
 pub enum ExecError {
+    /// No execution slot freed up within the request deadline (the limit is in the message).
+    Overloaded(usize),
     Timeout,
     Trap(String),
     Internal(String),
@@ -60,6 +70,10 @@ pub enum ExecError {
 impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ExecError::Overloaded(n) => write!(
+                f,
+                "{n} requests already executing and none finished within the request deadline"
+            ),
             ExecError::Timeout => write!(f, "request deadline exceeded"),
             ExecError::Trap(s) => write!(f, "guest trapped: {s}"),
             ExecError::Internal(s) => write!(f, "{s}"),
@@ -101,12 +115,18 @@ pub fn build_engine(opts: &Options, pooling: bool) -> Result<Engine> {
         config.guard_before_linear_memory(false);
     }
     if pooling {
+        // Sized from the admission limit rather than wasmtime's defaults (1000 of each): every
+        // pooled stack costs an mprotect at startup, and the pool caps what may run at once
+        // anyway, so it might as well match what the runner admits.
+        let instances = u32::try_from(opts.max_concurrent_requests)
+            .unwrap_or(u32::MAX)
+            .saturating_mul(INSTANCES_PER_REQUEST);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(1000)
-            .total_core_instances(4000)
-            .total_memories(2000)
-            .total_tables(2000)
-            .total_stacks(1000)
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
+            .total_memories(instances.saturating_mul(2))
+            .total_tables(instances.saturating_mul(2))
+            .total_stacks(instances)
             .max_memories_per_component(16)
             .max_tables_per_component(16)
             .max_core_instances_per_component(64)
@@ -298,6 +318,9 @@ fn internal_response(status: u16, body: &str) -> http::Response<HyperOutgoingBod
 pub fn error_response(e: &ExecError) -> http::Response<HyperOutgoingBody> {
     match e {
         ExecError::Timeout => internal_response(504, "Gateway Timeout"),
+        ExecError::Overloaded(_) => {
+            internal_response(503, "Service Unavailable: too many concurrent requests")
+        }
         _ => internal_response(500, "Internal Server Error"),
     }
 }
@@ -307,6 +330,33 @@ pub fn text_response(status: u16, body: &str) -> http::Response<HyperOutgoingBod
 }
 
 impl Runtime {
+    pub fn new(
+        engine: Engine,
+        components: HashMap<String, LoadedComponent>,
+        opts: Options,
+        shared: Arc<Shared>,
+    ) -> Runtime {
+        let admission = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests));
+        Runtime {
+            engine,
+            components,
+            opts,
+            shared,
+            admission,
+        }
+    }
+
+    /// Waits (first come, first served) for an execution slot for one client request, at most
+    /// the request deadline. Past the limit, requests queue instead of failing on an exhausted
+    /// instance pool; a request that cannot start in time gets a 503.
+    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ExecError> {
+        let wait = self.admission.clone().acquire_owned();
+        match tokio::time::timeout(self.opts.request_timeout, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ExecError::Overloaded(self.opts.max_concurrent_requests)),
+        }
+    }
+
     fn new_store(self: &Arc<Self>, comp: &LoadedComponent) -> Store<State> {
         let ctx = comp.ctx.clone();
         let out = PrefixedOutput::new(&ctx.id, false);
@@ -370,11 +420,13 @@ impl Runtime {
     }
 
     /// Run one request through a fresh instance of `component`. The request's headers must
-    /// already carry Spin's `spin-*` headers.
+    /// already carry Spin's `spin-*` headers. `permit` (a client request's admission) is held
+    /// until the guest has finished, body included.
     pub async fn execute<B>(
         self: &Arc<Self>,
         component: &str,
         req: http::Request<B>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<http::Response<HyperOutgoingBody>, ExecError>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -408,6 +460,7 @@ impl Runtime {
         };
         let (proxy, req_res, out, rx) = fut.await?;
         let handle = tokio::spawn(async move {
+            let _permit = permit;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req_res, out)
@@ -495,7 +548,7 @@ impl Runtime {
             let mut req = request;
             let chained_client: SocketAddr = "0.0.0.0:0".parse().unwrap();
             crate::server::set_spin_headers(&mut req, &m, chained_client, "http");
-            return match self.execute(&target, req).await {
+            return match self.execute(&target, req, None).await {
                 Ok(resp) => Ok((resp, Box::new(async { Ok(()) }))),
                 Err(e) => {
                     eprintln!("[{target}] chained request from {} failed: {e}", comp.id);

@@ -107,7 +107,11 @@ impl Server {
                 Some(m) => {
                     component = m.component.clone();
                     set_spin_headers(&mut req, &m, client, "http");
-                    match self.rt.execute(&m.component, req).await {
+                    let admitted = match self.rt.admit().await {
+                        Ok(permit) => self.rt.execute(&m.component, req, Some(permit)).await,
+                        Err(e) => Err(e),
+                    };
+                    match admitted {
                         Ok(r) => r,
                         Err(e) => {
                             eprintln!("[{}] {method} {path}: {e}", m.component);

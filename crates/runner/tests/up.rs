@@ -427,6 +427,57 @@ fn sigterm_finishes_in_flight_requests_and_exits_zero() {
 }
 
 #[test]
+fn requests_past_the_concurrency_limit_wait_for_a_slot() {
+    // One slot, three 700 ms requests at once, a 10 s deadline: they run one after another
+    // and all succeed (queued, not dropped).
+    let r = start_fixture(&["--max-concurrent-requests", "1", "--request-timeout", "10s"]);
+    let t = Instant::now();
+    let results = parallel_gets(r.addr, "/sleep?ms=700", 3);
+    assert_eq!(
+        results,
+        vec![(200, "slept 700".to_string()); 3],
+        "{}",
+        r.log()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(2100),
+        "3 requests through 1 slot must run one after another ({:?})",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_request_that_cannot_start_within_its_deadline_gets_503() {
+    // One slot, a 1 s deadline, three 700 ms requests at once: the first two run back to back
+    // (0-0.7 s, 0.7-1.4 s); the third is still waiting at 1 s and gets a 503, logged.
+    let r = start_fixture(&["--max-concurrent-requests", "1", "--request-timeout", "1s"]);
+    let mut results = parallel_gets(r.addr, "/sleep?ms=700", 3);
+    results.sort();
+    assert_eq!(results[0], (200, "slept 700".to_string()), "{}", r.log());
+    assert_eq!(results[1], (200, "slept 700".to_string()), "{}", r.log());
+    assert_eq!(results[2].0, 503, "{}", r.log());
+    assert!(results[2].1.contains("too many concurrent requests"));
+    assert!(r.wait_log("1 requests already executing"), "{}", r.log());
+    // The slot is free again afterwards.
+    assert_eq!(r.get("/sleep?ms=1").0, 200);
+}
+
+/// `n` GETs of `path` sent at the same time; results in the order the threads were started.
+fn parallel_gets(addr: SocketAddr, path: &str, n: usize) -> Vec<(u16, String)> {
+    let barrier = Arc::new(std::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, path) = (barrier.clone(), path.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                http_get(addr, &path, Duration::from_secs(30))
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+#[test]
 fn second_start_hits_the_compile_cache() {
     let cache = temp_dir("cache");
     let args = |state: &Path| {
