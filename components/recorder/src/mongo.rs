@@ -8,7 +8,10 @@
 //! `createIndexes` (idempotent) and the `find` again (`Client::find_with_index`).
 
 use mongo_wire::bson::{doc, Document};
-use mongo_wire::{Client, ClientOptions, Credential, Error, FindOptions, Mechanism, WasiConnector};
+use mongo_wire::{
+    Client, ClientOptions, Credential, Error, FindOptions, Mechanism, ScramCache, WasiConnector,
+};
+use spin_sdk::wit::wasi::keyvalue::store;
 use visits_core::config::{AuthMechanism, MongoSettings};
 use visits_core::Record;
 
@@ -53,12 +56,59 @@ impl MongoStore {
                 AuthMechanism::ScramSha1 => Mechanism::ScramSha1,
             },
         });
-        let client = Client::connect(WasiConnector, options).map_err(short)?;
+        let client = if options.credential.is_some() {
+            Client::connect_with_scram_cache(WasiConnector, options, Box::new(KvScramCache))
+        } else {
+            Client::connect(WasiConnector, options)
+        }
+        .map_err(short)?;
         Ok(MongoStore {
             client,
             database: settings.database.clone(),
             collection: settings.collection.clone(),
         })
+    }
+}
+
+/// SCRAM salted passwords in Spin's `default` key-value store. Nothing outlives an instance
+/// in Spin, so without it every page view would redo PBKDF2 (15,000 HMAC-SHA-256 rounds by
+/// MongoDB's default: about 8 ms of CPU in WebAssembly, ten times the rest of a page view).
+/// The value authenticates as the MongoDB user, as the password in the component's variables
+/// does: the store must be as private as those (see the README's note on Spin runtime config).
+/// A store that fails only costs the derivation; it is reported, never fatal.
+struct KvScramCache;
+
+impl KvScramCache {
+    fn bucket() -> Option<store::Bucket> {
+        store::open("default")
+            .map_err(|e| eprintln!("scram cache: cannot open key-value store: {e:?}"))
+            .ok()
+    }
+}
+
+impl ScramCache for KvScramCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        Self::bucket()?
+            .get(key)
+            .map_err(|e| eprintln!("scram cache: get failed: {e:?}"))
+            .ok()
+            .flatten()
+    }
+
+    fn put(&self, key: &str, salted_password: &[u8]) {
+        if let Some(b) = Self::bucket() {
+            if let Err(e) = b.set(key, salted_password) {
+                eprintln!("scram cache: set failed: {e:?}");
+            }
+        }
+    }
+
+    fn remove(&self, key: &str) {
+        if let Some(b) = Self::bucket() {
+            if let Err(e) = b.delete(key) {
+                eprintln!("scram cache: delete failed: {e:?}");
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use bson::spec::BinarySubtype;
 use bson::{doc, oid::ObjectId, Binary, Bson, Document};
 
 use crate::error::{as_i64, check_reply, Error};
-use crate::scram::{self, Mechanism, ScramClient};
+use crate::scram::{self, Mechanism, ScramCache, ScramClient};
 use crate::topology::{HelloReply, Selector, MIN_WIRE_VERSION};
 use crate::transport::{Connector, Stream};
 use crate::wire::{self, DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN};
@@ -242,12 +242,31 @@ pub struct Client<C: Connector> {
     commands_before: u64,
     /// The SCRAM password (derived once: MD5 digest for SHA-1, SASLprep for SHA-256).
     scram_password: Option<Vec<u8>>,
+    scram_cache: Option<Box<dyn ScramCache + Send>>,
 }
 
 impl<C: Connector> Client<C> {
     /// Finds the writable primary among `options.seeds` (trying each in turn, following a
     /// primary named by a secondary) and authenticates if a credential is given.
     pub fn connect(connector: C, options: ClientOptions) -> Result<Self, Error> {
+        Self::connect_inner(connector, options, None)
+    }
+
+    /// [`Client::connect`], keeping SCRAM salted passwords in `cache` so that only the first
+    /// connection for a given user and salt pays for the derivation.
+    pub fn connect_with_scram_cache(
+        connector: C,
+        options: ClientOptions,
+        cache: Box<dyn ScramCache + Send>,
+    ) -> Result<Self, Error> {
+        Self::connect_inner(connector, options, Some(cache))
+    }
+
+    fn connect_inner(
+        connector: C,
+        options: ClientOptions,
+        scram_cache: Option<Box<dyn ScramCache + Send>>,
+    ) -> Result<Self, Error> {
         let scram_password = match &options.credential {
             Some(c) => Some(scram::mongo_password(
                 c.mechanism,
@@ -263,6 +282,7 @@ impl<C: Connector> Client<C> {
             hello: None,
             commands_before: 0,
             scram_password,
+            scram_cache,
         };
         client.discover(None)?;
         Ok(client)
@@ -412,6 +432,28 @@ impl<C: Connector> Client<C> {
         conn: &mut Connection<C::Stream>,
         speculative: Option<(ScramClient, Document)>,
     ) -> Result<(), Error> {
+        let mut from_cache = None;
+        match self.authenticate_once(conn, speculative, &mut from_cache) {
+            // A cached salted password the server refuses (a stale or damaged entry): forget
+            // it and authenticate once more, deriving it afresh.
+            Err(Error::Auth(_)) if from_cache.is_some() => {
+                if let (Some(cache), Some(key)) = (&self.scram_cache, from_cache.take()) {
+                    cache.remove(&key);
+                }
+                self.authenticate_once(conn, None, &mut None)
+            }
+            other => other,
+        }
+    }
+
+    /// One SASL conversation. `from_cache` is set to the cache key when the salted password
+    /// came from the cache; a freshly derived one is cached only once the server accepted it.
+    fn authenticate_once(
+        &self,
+        conn: &mut Connection<C::Stream>,
+        speculative: Option<(ScramClient, Document)>,
+        from_cache: &mut Option<String>,
+    ) -> Result<(), Error> {
         let Some(cred) = &self.options.credential else {
             return Ok(());
         };
@@ -438,7 +480,22 @@ impl<C: Connector> Client<C> {
             }
         };
         let (conversation, _, server_first) = sasl_reply(&first_reply)?;
-        let (scram, client_final) = scram.handle_server_first(&server_first)?;
+        let cache = self.scram_cache.as_deref();
+        let mut derived = None;
+        let (scram, client_final) =
+            scram.handle_server_first_with(&server_first, |m, password, salt, iterations| {
+                let Some(cache) = cache else {
+                    return m.salted_password(password, salt, iterations);
+                };
+                let key = scram::cache_key(m, source, &cred.username, salt, iterations);
+                if let Some(hit) = cache.get(&key).filter(|v| v.len() == m.output_len()) {
+                    *from_cache = Some(key);
+                    return hit;
+                }
+                let fresh = m.salted_password(password, salt, iterations);
+                derived = Some((key, fresh.clone()));
+                fresh
+            })?;
         let reply = conn
             .command(&doc! {
                 "saslContinue": 1,
@@ -467,6 +524,9 @@ impl<C: Connector> Client<C> {
                 })
                 .map_err(auth_err)?;
             done = sasl_reply(&reply)?.1;
+        }
+        if let (Some(cache), Some((key, salted))) = (cache, derived) {
+            cache.put(&key, &salted);
         }
         Ok(())
     }

@@ -11,6 +11,8 @@
 //!   `hello`); `responseTo` must match the request.
 //! - [`scram`]: SCRAM-SHA-256 and SCRAM-SHA-1 as a state machine (RFC 7677 / RFC 5802 test
 //!   vectors in its tests). SASLprep: ASCII passwords only, non-ASCII is refused explicitly.
+//!   A [`ScramCache`] ([`Client::connect_with_scram_cache`]) keeps salted passwords between
+//!   connections, so that a client that connects per request does not redo PBKDF2 each time.
 //! - [`topology`]: `hello` replies and the choice of the next server while looking for the
 //!   writable primary of a replica set (seeds are `IP:port`; no DNS).
 //! - [`transport`]: the [`Connector`]/[`Stream`] seam, [`StdConnector`] (std TCP) and a
@@ -43,6 +45,8 @@
 pub mod client;
 pub mod error;
 pub mod scram;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod topology;
 pub mod transport;
 pub mod wire;
@@ -53,7 +57,7 @@ pub mod wasi_transport;
 pub use bson;
 pub use client::{Client, ClientOptions, Connection, Credential, FindOptions};
 pub use error::{Error, WriteError};
-pub use scram::Mechanism;
+pub use scram::{Mechanism, ScramCache};
 pub use topology::HelloReply;
 pub use transport::{Connector, CountingConnector, StdConnector, Stream};
 #[cfg(all(feature = "wasi-sockets", target_arch = "wasm32", target_os = "wasi"))]

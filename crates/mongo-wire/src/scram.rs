@@ -65,6 +65,14 @@ impl Mechanism {
         }
     }
 
+    /// The length of this mechanism's hash (and so of a salted password).
+    pub fn output_len(self) -> usize {
+        match self {
+            Mechanism::ScramSha1 => 20,
+            Mechanism::ScramSha256 => 32,
+        }
+    }
+
     /// `Hi()` of RFC 5802: PBKDF2 with this HMAC, one output block.
     pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
         macro_rules! run {
@@ -153,6 +161,38 @@ pub fn new_nonce() -> Result<String, Error> {
     Ok(B64.encode(bytes))
 }
 
+/// Keeps SCRAM salted passwords between connections.
+///
+/// Deriving one costs an HMAC per iteration (15,000 for SCRAM-SHA-256 by MongoDB's default:
+/// milliseconds of CPU, more inside WebAssembly), and a client that connects once per request,
+/// as a Spin component must, would pay it on every request. MongoDB's drivers keep the value in
+/// memory; a component can keep it in a key-value store. Entries are keyed by mechanism, user,
+/// salt and iteration count ([`cache_key`]): a password change on the server comes with a new
+/// salt, so a new entry. A salted password authenticates as its user, like the password
+/// itself, so a cache belongs where the password is kept (see the crate README).
+pub trait ScramCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    fn put(&self, key: &str, salted_password: &[u8]);
+    fn remove(&self, key: &str);
+}
+
+/// The [`ScramCache`] key of a salted password.
+pub fn cache_key(
+    mechanism: Mechanism,
+    source: &str,
+    username: &str,
+    salt: &[u8],
+    iterations: u32,
+) -> String {
+    format!(
+        "mongo-wire/scram/{}/{}/{}/{}/{iterations}",
+        mechanism.name(),
+        B64.encode(source),
+        B64.encode(username),
+        B64.encode(salt)
+    )
+}
+
 /// After the client-first message: waiting for the server-first message.
 pub struct ScramClient {
     mechanism: Mechanism,
@@ -193,6 +233,19 @@ impl ScramClient {
     pub fn handle_server_first(
         self,
         server_first: &[u8],
+    ) -> Result<(ScramAwaitingFinal, String), Error> {
+        self.handle_server_first_with(server_first, |m, password, salt, iterations| {
+            m.salted_password(password, salt, iterations)
+        })
+    }
+
+    /// [`ScramClient::handle_server_first`], with the salted password (`Hi()`, the costly
+    /// part: one HMAC per iteration) obtained from `salted(mechanism, password, salt,
+    /// iterations)`, e.g. from a cache (see [`ScramCache`]).
+    pub fn handle_server_first_with(
+        self,
+        server_first: &[u8],
+        salted: impl FnOnce(Mechanism, &[u8], &[u8], u32) -> Vec<u8>,
     ) -> Result<(ScramAwaitingFinal, String), Error> {
         let server_first = std::str::from_utf8(server_first)
             .map_err(|_| Error::Auth("server-first message is not UTF-8".into()))?;
@@ -240,7 +293,15 @@ impl ScramClient {
         let m = self.mechanism;
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
-        let salted = m.salted_password(&self.password, &salt, iterations);
+        let salted = salted(m, &self.password, &salt, iterations);
+        if salted.len() != m.output_len() {
+            return Err(Error::Auth(format!(
+                "salted password of {} bytes for {} (want {})",
+                salted.len(),
+                m.name(),
+                m.output_len()
+            )));
+        }
         let client_key = m.hmac(&salted, &[b"Client Key"]);
         let stored_key = m.hash(&client_key);
         let client_signature = m.hmac(&stored_key, &[auth_message.as_bytes()]);

@@ -9,59 +9,15 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::fake::{standalone_hello, Action, Fake};
-use hmac::{Hmac, Mac};
-use mongo_wire::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
+use common::fake::{
+    auth_failed, binary, sasl_payload, standalone_hello, Action, Fake, ScramServer,
+};
+use mongo_wire::bson::doc;
 use mongo_wire::scram::mongo_password;
-use mongo_wire::{Client, ClientOptions, Credential, Error, Mechanism, StdConnector};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use mongo_wire::{Client, ClientOptions, Credential, Error, Mechanism, ScramCache, StdConnector};
 
 const SALT: &[u8] = b"0123456789abcdef";
 const ITERATIONS: u32 = 4096;
-
-fn hmac(m: Mechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
-    match m {
-        Mechanism::ScramSha1 => {
-            let mut mac = Hmac::<Sha1>::new_from_slice(key).unwrap();
-            mac.update(data);
-            mac.finalize().into_bytes().to_vec()
-        }
-        Mechanism::ScramSha256 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-            mac.update(data);
-            mac.finalize().into_bytes().to_vec()
-        }
-    }
-}
-
-fn hash(m: Mechanism, data: &[u8]) -> Vec<u8> {
-    match m {
-        Mechanism::ScramSha1 => Sha1::digest(data).to_vec(),
-        Mechanism::ScramSha256 => Sha256::digest(data).to_vec(),
-    }
-}
-
-fn payload(d: &Document) -> String {
-    match d.get("payload") {
-        Some(Bson::Binary(b)) => String::from_utf8(b.bytes.clone()).unwrap(),
-        other => panic!("payload: {other:?}"),
-    }
-}
-
-fn bin(s: String) -> Binary {
-    Binary {
-        subtype: BinarySubtype::Generic,
-        bytes: s.into_bytes(),
-    }
-}
-
-#[derive(Default)]
-struct Conversation {
-    client_first_bare: String,
-    server_first: String,
-    finished: bool,
-}
 
 /// A server with one user; `skip_empty_exchange` says whether it honours the option,
 /// `speculative` whether it takes `speculativeAuthenticate` in `hello` (MongoDB >= 4.4).
@@ -72,32 +28,11 @@ fn scram_server(
     skip_empty_exchange: bool,
     speculative: bool,
 ) -> Fake {
-    let salted = mechanism.salted_password(
-        &mongo_password(mechanism, user, password).unwrap(),
-        SALT,
-        ITERATIONS,
-    );
-    let state = Arc::new(Mutex::new(Conversation::default()));
-    let sasl_start = move |st: &mut Conversation, body: &Document| -> Option<Document> {
-        assert_eq!(body.get_str("mechanism").unwrap(), mechanism.name());
-        let first = payload(body);
-        let bare = first.strip_prefix("n,,").expect("gs2 header").to_string();
-        let (n, r) = bare.split_once(',').unwrap();
-        if n != format!("n={user}") {
-            return None;
-        }
-        let nonce = format!("{}SERVERNONCE", r.strip_prefix("r=").unwrap());
-        st.client_first_bare = bare.clone();
-        st.server_first = format!("r={nonce},s={},i={ITERATIONS}", B64.encode(SALT));
-        Some(doc! {"conversationId": 1, "done": false, "payload": bin(st.server_first.clone())})
-    };
+    let server = Mutex::new(ScramServer::new(
+        mechanism, user, password, SALT, ITERATIONS,
+    ));
     Fake::start(move |name, body, _| {
-        let fail = || {
-            Action::Reply(
-                doc! {"ok": 0.0, "code": 18, "codeName": "AuthenticationFailed", "errmsg": "Authentication failed."},
-            )
-        };
-        let mut st = state.lock().unwrap();
+        let mut server = server.lock().unwrap();
         match name {
             "hello" => {
                 let mut reply = standalone_hello();
@@ -105,57 +40,38 @@ fn scram_server(
                     (speculative, body.get_document("speculativeAuthenticate"))
                 {
                     assert_eq!(spec.get_str("db").unwrap(), "admin");
-                    match sasl_start(&mut st, spec) {
+                    match server.start(spec) {
                         Some(first) => {
                             reply.insert("speculativeAuthenticate", first);
                         }
-                        None => return fail(),
+                        None => return Action::Reply(auth_failed()),
                     }
                 }
                 Action::Reply(reply)
             }
             "saslStart" => {
                 assert_eq!(body.get_str("$db").unwrap(), "admin");
-                match sasl_start(&mut st, body) {
+                match server.start(body) {
                     Some(mut first) => {
                         first.insert("ok", 1.0);
                         Action::Reply(first)
                     }
-                    None => fail(),
+                    None => Action::Reply(auth_failed()),
                 }
             }
-            "saslContinue" if st.finished => {
-                assert!(payload(body).is_empty());
+            "saslContinue" if server.authenticated => {
+                assert!(sasl_payload(body).is_empty());
                 Action::Reply(
-                    doc! {"conversationId": 1, "done": true, "payload": bin(String::new()), "ok": 1.0},
+                    doc! {"conversationId": 1, "done": true, "payload": binary(String::new()), "ok": 1.0},
                 )
             }
-            "saslContinue" => {
-                let fin = payload(body);
-                let (without_proof, proof) = fin.rsplit_once(",p=").unwrap();
-                let auth_message = format!(
-                    "{},{},{}",
-                    st.client_first_bare, st.server_first, without_proof
-                );
-                let client_key = hmac(mechanism, &salted, b"Client Key");
-                let stored_key = hash(mechanism, &client_key);
-                let signature = hmac(mechanism, &stored_key, auth_message.as_bytes());
-                let proof = B64.decode(proof).unwrap();
-                let recovered: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
-                if hash(mechanism, &recovered) != stored_key {
-                    return fail();
-                }
-                let server_key = hmac(mechanism, &salted, b"Server Key");
-                let v = format!(
-                    "v={}",
-                    B64.encode(hmac(mechanism, &server_key, auth_message.as_bytes()))
-                );
-                st.finished = true;
-                Action::Reply(
-                    doc! {"conversationId": 1, "done": skip_empty_exchange, "payload": bin(v), "ok": 1.0},
-                )
-            }
-            _ if st.finished => Action::Reply(doc! {"n": 1, "ok": 1.0}),
+            "saslContinue" => match server.finish(body) {
+                Some(v) => Action::Reply(
+                    doc! {"conversationId": 1, "done": skip_empty_exchange, "payload": binary(v), "ok": 1.0},
+                ),
+                None => Action::Reply(auth_failed()),
+            },
+            _ if server.authenticated => Action::Reply(doc! {"n": 1, "ok": 1.0}),
             _ => Action::Reply(
                 doc! {"ok": 0.0, "code": 13, "codeName": "Unauthorized", "errmsg": "requires authentication"},
             ),
@@ -259,17 +175,141 @@ fn a_server_that_cannot_prove_the_key_is_refused() {
     let fake = Fake::start(|name, body, _| match name {
         "hello" => Action::Reply(standalone_hello()),
         "saslStart" => {
-            let first = payload(body);
+            let first = sasl_payload(body);
             let r = first.split(",r=").nth(1).unwrap().to_string();
             Action::Reply(doc! {"conversationId": 1, "done": false,
-            "payload": bin(format!("r={r}X,s={},i=4096", B64.encode(SALT))), "ok": 1})
+            "payload": binary(format!("r={r}X,s={},i=4096", B64.encode(SALT))), "ok": 1})
         }
         _ => Action::Reply(
-            doc! {"conversationId": 1, "done": true, "payload": bin("v=AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()), "ok": 1},
+            doc! {"conversationId": 1, "done": true, "payload": binary("v=AAAAAAAAAAAAAAAAAAAAAAAAAAA=".into()), "ok": 1},
         ),
     });
     match connect(&fake, Mechanism::ScramSha1, "app", "pencil") {
         Err(Error::Auth(m)) => assert!(m.contains("signature"), "{m}"),
         other => panic!("{:?}", other.err()),
     }
+}
+
+/// A [`ScramCache`] in memory that counts what the client asks of it.
+#[derive(Clone, Default)]
+struct MemCache {
+    entries: Arc<Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    hits: Arc<Mutex<u32>>,
+}
+
+impl ScramCache for MemCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let v = self.entries.lock().unwrap().get(key).cloned();
+        if v.is_some() {
+            *self.hits.lock().unwrap() += 1;
+        }
+        v
+    }
+    fn put(&self, key: &str, salted_password: &[u8]) {
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(key.into(), salted_password.to_vec());
+    }
+    fn remove(&self, key: &str) {
+        self.entries.lock().unwrap().remove(key);
+    }
+}
+
+fn connect_cached(fake: &Fake, password: &str, cache: &MemCache) -> Result<(), Error> {
+    let mut o = ClientOptions::new(vec![fake.addr]);
+    o.timeout = Duration::from_secs(2);
+    o.credential = Some(Credential {
+        username: "app".into(),
+        password: password.into(),
+        source: String::new(),
+        mechanism: Mechanism::ScramSha256,
+    });
+    let mut c = Client::connect_with_scram_cache(StdConnector, o, Box::new(cache.clone()))?;
+    c.insert_one("d", "c", doc! {"x": 1}).map(|_| ())
+}
+
+fn the_salted_password(password: &str) -> Vec<u8> {
+    let m = Mechanism::ScramSha256;
+    m.salted_password(
+        &mongo_password(m, "app", password).unwrap(),
+        SALT,
+        ITERATIONS,
+    )
+}
+
+#[test]
+fn the_scram_cache_keeps_the_salted_password_for_the_next_connection() {
+    let fake = scram_server(Mechanism::ScramSha256, "app", "pencil", true, true);
+    let cache = MemCache::default();
+    connect_cached(&fake, "pencil", &cache).unwrap();
+    let key =
+        mongo_wire::scram::cache_key(Mechanism::ScramSha256, "admin", "app", SALT, ITERATIONS);
+    let stored = cache.entries.lock().unwrap().clone();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[&key], the_salted_password("pencil"));
+    assert_eq!(*cache.hits.lock().unwrap(), 0);
+    // The next connection takes it from the cache and the server accepts it.
+    connect_cached(&fake, "pencil", &cache).unwrap();
+    assert_eq!(*cache.hits.lock().unwrap(), 1);
+    assert_eq!(
+        fake.commands(),
+        vec![
+            "hello",
+            "saslContinue",
+            "insert",
+            "hello",
+            "saslContinue",
+            "insert"
+        ]
+    );
+}
+
+#[test]
+fn a_cached_salted_password_the_server_refuses_is_replaced() {
+    let fake = scram_server(Mechanism::ScramSha256, "app", "pencil", true, true);
+    let cache = MemCache::default();
+    let key =
+        mongo_wire::scram::cache_key(Mechanism::ScramSha256, "admin", "app", SALT, ITERATIONS);
+    cache.put(&key, &the_salted_password("an old password"));
+    connect_cached(&fake, "pencil", &cache).unwrap();
+    // Refused once, then derived afresh in a second conversation on the same connection.
+    assert_eq!(
+        fake.commands(),
+        vec![
+            "hello",
+            "saslContinue",
+            "saslStart",
+            "saslContinue",
+            "insert"
+        ]
+    );
+    assert_eq!(
+        cache.entries.lock().unwrap()[&key],
+        the_salted_password("pencil")
+    );
+}
+
+#[test]
+fn a_wrong_password_is_an_auth_error_and_is_not_cached() {
+    let fake = scram_server(Mechanism::ScramSha256, "app", "pencil", true, true);
+    let cache = MemCache::default();
+    let err = connect_cached(&fake, "crayon", &cache).unwrap_err();
+    assert!(matches!(err, Error::Auth(_)), "{err:?}");
+    assert!(cache.entries.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_cached_value_of_the_wrong_length_is_ignored() {
+    let fake = scram_server(Mechanism::ScramSha256, "app", "pencil", true, true);
+    let cache = MemCache::default();
+    let key =
+        mongo_wire::scram::cache_key(Mechanism::ScramSha256, "admin", "app", SALT, ITERATIONS);
+    cache.put(&key, b"short");
+    connect_cached(&fake, "pencil", &cache).unwrap();
+    assert_eq!(fake.commands(), vec!["hello", "saslContinue", "insert"]);
+    assert_eq!(
+        cache.entries.lock().unwrap()[&key],
+        the_salted_password("pencil")
+    );
 }

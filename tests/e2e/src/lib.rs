@@ -4,6 +4,8 @@
 //! - [`Mongo`]: `nx-27017` (PyPI), an independent MongoDB wire-protocol server on SQLite. It is
 //!   not MongoDB: authentication and replica sets are tested elsewhere (mongo-wire, gated on a
 //!   real server).
+//! - [`AuthProxy`]: SCRAM-SHA-256 authentication in front of that nx-27017 (which has none),
+//!   from `mongo_wire::testing`'s server side of SCRAM.
 //! - [`App`]: one edition of the app — the Wasm components under `visits-runner up`, or the
 //!   native `visits-native` — configured with the same setting names.
 //!
@@ -211,6 +213,88 @@ impl Mongo {
 impl Drop for Mongo {
     fn drop(&mut self) {
         stop(&mut self.child);
+    }
+}
+
+/// SCRAM-SHA-256 in front of an nx-27017: answers `hello`, `saslStart` and `saslContinue`
+/// itself (one user, MongoDB's default 15,000 iterations) and forwards every other command to
+/// the server behind it, but only once the client has proved the password. One conversation at
+/// a time: scenarios that use it send their requests one after another.
+pub struct AuthProxy {
+    fake: mongo_wire::testing::Fake,
+}
+
+impl AuthProxy {
+    pub fn start(upstream: &Mongo, user: &str, password: &str) -> AuthProxy {
+        use mongo_wire::bson::doc;
+        use mongo_wire::testing::{auth_failed, binary, standalone_hello, Action, Fake};
+        use mongo_wire::{Client, ClientOptions, Error, Mechanism, StdConnector};
+        let scram = Mutex::new(mongo_wire::testing::ScramServer::new(
+            Mechanism::ScramSha256,
+            user,
+            password,
+            b"wasm-visits-salt",
+            15_000,
+        ));
+        let upstream: SocketAddr = upstream.address().parse().unwrap();
+        let forward = move |body: &mongo_wire::bson::Document| {
+            let mut body = body.clone();
+            let db = body.get_str("$db").unwrap_or("admin").to_string();
+            body.remove("$db");
+            let result = Client::connect(StdConnector, ClientOptions::new(vec![upstream]))
+                .and_then(|mut c| c.run_command(&db, body));
+            match result {
+                Ok(reply) => reply,
+                Err(Error::Command { code, message, .. }) => {
+                    doc! {"ok": 0.0, "code": code, "errmsg": message}
+                }
+                Err(e) => doc! {"ok": 0.0, "code": 1, "errmsg": e.to_string()},
+            }
+        };
+        let fake = Fake::start(move |name, body, _| {
+            let mut scram = scram.lock().unwrap();
+            Action::Reply(match name {
+                "hello" | "isMaster" => {
+                    let mut reply = standalone_hello();
+                    if let Ok(spec) = body.get_document("speculativeAuthenticate") {
+                        if let Some(first) = scram.start(spec) {
+                            reply.insert("speculativeAuthenticate", first);
+                        }
+                    }
+                    reply
+                }
+                "saslStart" => match scram.start(body) {
+                    Some(mut first) => {
+                        first.insert("ok", 1.0);
+                        first
+                    }
+                    None => auth_failed(),
+                },
+                "saslContinue" if scram.authenticated => {
+                    doc! {"conversationId": 1, "done": true, "payload": binary(String::new()), "ok": 1.0}
+                }
+                "saslContinue" => match scram.finish(body) {
+                    Some(v) => {
+                        doc! {"conversationId": 1, "done": true, "payload": binary(v), "ok": 1.0}
+                    }
+                    None => auth_failed(),
+                },
+                _ if scram.authenticated => forward(body),
+                _ => {
+                    doc! {"ok": 0.0, "code": 13, "codeName": "Unauthorized", "errmsg": "requires authentication"}
+                }
+            })
+        });
+        AuthProxy { fake }
+    }
+
+    pub fn address(&self) -> String {
+        self.fake.addr.to_string()
+    }
+
+    /// Every command received, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.fake.commands()
     }
 }
 

@@ -77,18 +77,19 @@ fn counter_imports_redis_and_keyvalue_but_no_network() {
 }
 
 #[test]
-fn recorder_imports_sockets_and_sqlite_but_no_http_or_redis() {
+fn recorder_imports_sockets_sqlite_and_keyvalue_but_no_http_or_redis() {
     assert_only(
         "recorder",
         &[
             "fermyon:spin/sqlite@2.0.0",
             "wasi:sockets/tcp@0.2.0",
+            "wasi:keyvalue/store@0.2.0-draft2",
             "fermyon:spin/variables@2.0.0",
         ],
         &[
             "wasi:http/outgoing-handler",
             "fermyon:spin/redis",
-            "wasi:keyvalue",
+            "wasi:keyvalue/atomics",
             "wasi:sockets/ip-name-lookup",
         ],
     );

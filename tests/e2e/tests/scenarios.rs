@@ -339,3 +339,82 @@ fn bad_settings_are_reported(edition: Edition) {
         }
     }
 }
+
+/// The `(key, value)` pairs of the SCRAM cache in the runner's key-value store file.
+fn scram_cache_entries(state: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let db = rusqlite::Connection::open(state.join("sqlite_key_value.db")).unwrap();
+    let mut q = db
+        .prepare("SELECT key, value FROM spin_key_value WHERE key LIKE 'mongo-wire/scram/%' ORDER BY key")
+        .unwrap();
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Wasm only: nothing outlives a request in Spin, so the recorder keeps the SCRAM salted
+/// password (15,000 HMAC rounds to derive) in Spin's key-value store; the native edition's
+/// driver keeps it in its own memory. MongoDB here is nx-27017 behind `AuthProxy`, which does
+/// the server side of SCRAM-SHA-256.
+#[test]
+fn mongodb_credentials_are_derived_once_and_cached_wasm() {
+    let dir = TempDir::new("auth");
+    let mongo = Mongo::start(&dir.0.join("nx.db"), free_port());
+    let proxy = visits_e2e::AuthProxy::start(&mongo, "recorder", "s3cret-pw");
+    let address = proxy.address();
+    let with_password = |password: &'static str| {
+        vec![
+            ("records_backend", "mongodb"),
+            ("mongo_address", address.as_str()),
+            ("mongo_username", "recorder"),
+            ("mongo_password", password),
+            ("trust_forwarded_for", "true"),
+        ]
+    };
+    let state = TempDir::new("state");
+    let app = App::start(Edition::Wasm, &with_password("s3cret-pw"), &state.0);
+
+    // First view: derived, accepted, then cached (32 bytes of SCRAM-SHA-256).
+    let page = app.page_json(&[("x-forwarded-for", "198.51.100.1")]);
+    assert_eq!(page["errors"], serde_json::json!({}), "{page}");
+    let cached = scram_cache_entries(&state.0);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let (key, salted) = cached[0].clone();
+    assert!(key.starts_with("mongo-wire/scram/SCRAM-SHA-256/"), "{key}");
+    assert_eq!(salted.len(), 32);
+
+    // Second view reads the cache: damage the entry and the server refuses it, so the recorder
+    // forgets it, derives afresh (a second conversation: saslStart) and caches the good value.
+    let db = rusqlite::Connection::open(state.0.join("sqlite_key_value.db")).unwrap();
+    db.execute(
+        "UPDATE spin_key_value SET value = ?1 WHERE key = ?2",
+        rusqlite::params![vec![0u8; 32], key],
+    )
+    .unwrap();
+    let before = proxy.commands().len();
+    let page = app.page_json(&[("x-forwarded-for", "198.51.100.2")]);
+    assert_eq!(page["errors"], serde_json::json!({}), "{page}");
+    assert_eq!(ips(&page), ["198.51.100.2", "198.51.100.1"]);
+    let second: Vec<String> = proxy.commands()[before..].to_vec();
+    assert_eq!(
+        second.iter().filter(|c| *c == "saslStart").count(),
+        1,
+        "{second:?}"
+    );
+    assert_eq!(scram_cache_entries(&state.0), vec![(key, salted)]);
+
+    // Third view: the restored entry is used as is (speculative auth, no saslStart).
+    let before = proxy.commands().len();
+    let page = app.page_json(&[("x-forwarded-for", "198.51.100.3")]);
+    assert_eq!(page["errors"], serde_json::json!({}), "{page}");
+    assert!(!proxy.commands()[before..].contains(&"saslStart".to_string()));
+    drop(app);
+
+    // A wrong password: records unavailable with the reason, and nothing cached.
+    let state = TempDir::new("state");
+    let app = App::start(Edition::Wasm, &with_password("wrong"), &state.0);
+    let page = app.page_json(&[]);
+    let error = page["errors"]["records"].as_str().unwrap_or_default();
+    assert!(error.contains("uthentication"), "{page}");
+    assert!(scram_cache_entries(&state.0).is_empty());
+}
