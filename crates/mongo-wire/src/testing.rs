@@ -132,6 +132,11 @@ pub struct ScramServer {
     server_first: String,
     /// Whether the last conversation proved the password.
     pub authenticated: bool,
+    /// Whether `hello` takes `speculativeAuthenticate` (MongoDB >= 4.4). Default: true.
+    pub speculative: bool,
+    /// Whether the server honours `skipEmptyExchange`, i.e. says `done` with its proof rather
+    /// than after one more, empty, round. Default: true.
+    pub skip_empty_exchange: bool,
 }
 
 fn hmac(m: Mechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -172,6 +177,11 @@ pub fn binary(s: String) -> Binary {
     }
 }
 
+/// The reply MongoDB gives to a command that needs authentication, before it.
+pub fn unauthorized() -> Document {
+    doc! {"ok": 0.0, "code": 13, "codeName": "Unauthorized", "errmsg": "requires authentication"}
+}
+
 /// The reply MongoDB gives to a failed SASL step.
 pub fn auth_failed() -> Document {
     doc! {"ok": 0.0, "code": 18, "codeName": "AuthenticationFailed", "errmsg": "Authentication failed."}
@@ -199,7 +209,49 @@ impl ScramServer {
             client_first_bare: String::new(),
             server_first: String::new(),
             authenticated: false,
+            speculative: true,
+            skip_empty_exchange: true,
         }
+    }
+
+    /// The server's answer to the commands of the handshake and of authentication: `hello` /
+    /// `isMaster` (a standalone, plus the server-first message when it takes speculative
+    /// authentication), `saslStart` and `saslContinue`. `None` for any other command: the
+    /// caller serves it once [`ScramServer::authenticated`], and answers [`unauthorized`]
+    /// before.
+    pub fn reply(&mut self, name: &str, body: &Document) -> Option<Document> {
+        Some(match name {
+            "hello" | "isMaster" => {
+                let mut reply = standalone_hello();
+                let spec = body.get_document("speculativeAuthenticate");
+                if let (true, Ok(spec)) = (self.speculative, spec) {
+                    // An unknown user gets no server-first message; the client's saslStart
+                    // then fails.
+                    if let Some(first) = self.start(spec) {
+                        reply.insert("speculativeAuthenticate", first);
+                    }
+                }
+                reply
+            }
+            "saslStart" => match self.start(body) {
+                Some(mut first) => {
+                    first.insert("ok", 1.0);
+                    first
+                }
+                None => auth_failed(),
+            },
+            // The empty round after the proof, from a server that ignores skipEmptyExchange.
+            "saslContinue" if self.authenticated => {
+                doc! {"conversationId": 1, "done": true, "payload": binary(String::new()), "ok": 1.0}
+            }
+            "saslContinue" => match self.finish(body) {
+                Some(v) => {
+                    doc! {"conversationId": 1, "done": self.skip_empty_exchange, "payload": binary(v), "ok": 1.0}
+                }
+                None => auth_failed(),
+            },
+            _ => return None,
+        })
     }
 
     /// Answers a `saslStart` (or a `speculativeAuthenticate` document): the server-first

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use common::fake::{
-    auth_failed, binary, sasl_payload, standalone_hello, Action, Fake, ScramServer,
+    binary, sasl_payload, standalone_hello, unauthorized, Action, Fake, ScramServer,
 };
 use mongo_wire::bson::doc;
 use mongo_wire::scram::mongo_password;
@@ -28,54 +28,28 @@ fn scram_server(
     skip_empty_exchange: bool,
     speculative: bool,
 ) -> Fake {
-    let server = Mutex::new(ScramServer::new(
-        mechanism, user, password, SALT, ITERATIONS,
-    ));
+    let mut server = ScramServer::new(mechanism, user, password, SALT, ITERATIONS);
+    server.skip_empty_exchange = skip_empty_exchange;
+    server.speculative = speculative;
+    let server = Mutex::new(server);
     Fake::start(move |name, body, _| {
         let mut server = server.lock().unwrap();
+        // What the client must send, checked here rather than served.
         match name {
-            "hello" => {
-                let mut reply = standalone_hello();
-                if let (true, Ok(spec)) =
-                    (speculative, body.get_document("speculativeAuthenticate"))
-                {
+            "hello" if speculative => {
+                if let Ok(spec) = body.get_document("speculativeAuthenticate") {
                     assert_eq!(spec.get_str("db").unwrap(), "admin");
-                    match server.start(spec) {
-                        Some(first) => {
-                            reply.insert("speculativeAuthenticate", first);
-                        }
-                        None => return Action::Reply(auth_failed()),
-                    }
-                }
-                Action::Reply(reply)
-            }
-            "saslStart" => {
-                assert_eq!(body.get_str("$db").unwrap(), "admin");
-                match server.start(body) {
-                    Some(mut first) => {
-                        first.insert("ok", 1.0);
-                        Action::Reply(first)
-                    }
-                    None => Action::Reply(auth_failed()),
                 }
             }
-            "saslContinue" if server.authenticated => {
-                assert!(sasl_payload(body).is_empty());
-                Action::Reply(
-                    doc! {"conversationId": 1, "done": true, "payload": binary(String::new()), "ok": 1.0},
-                )
-            }
-            "saslContinue" => match server.finish(body) {
-                Some(v) => Action::Reply(
-                    doc! {"conversationId": 1, "done": skip_empty_exchange, "payload": binary(v), "ok": 1.0},
-                ),
-                None => Action::Reply(auth_failed()),
-            },
-            _ if server.authenticated => Action::Reply(doc! {"n": 1, "ok": 1.0}),
-            _ => Action::Reply(
-                doc! {"ok": 0.0, "code": 13, "codeName": "Unauthorized", "errmsg": "requires authentication"},
-            ),
+            "saslStart" => assert_eq!(body.get_str("$db").unwrap(), "admin"),
+            "saslContinue" if server.authenticated => assert!(sasl_payload(body).is_empty()),
+            _ => {}
         }
+        Action::Reply(match server.reply(name, body) {
+            Some(reply) => reply,
+            None if server.authenticated => doc! {"n": 1, "ok": 1.0},
+            None => unauthorized(),
+        })
     })
 }
 

@@ -227,7 +227,7 @@ pub struct AuthProxy {
 impl AuthProxy {
     pub fn start(upstream: &Mongo, user: &str, password: &str) -> AuthProxy {
         use mongo_wire::bson::doc;
-        use mongo_wire::testing::{auth_failed, binary, standalone_hello, Action, Fake};
+        use mongo_wire::testing::{unauthorized, Action, Fake};
         use mongo_wire::{Client, ClientOptions, Error, Mechanism, StdConnector};
         let scram = Mutex::new(mongo_wire::testing::ScramServer::new(
             Mechanism::ScramSha256,
@@ -253,36 +253,10 @@ impl AuthProxy {
         };
         let fake = Fake::start(move |name, body, _| {
             let mut scram = scram.lock().unwrap();
-            Action::Reply(match name {
-                "hello" | "isMaster" => {
-                    let mut reply = standalone_hello();
-                    if let Ok(spec) = body.get_document("speculativeAuthenticate") {
-                        if let Some(first) = scram.start(spec) {
-                            reply.insert("speculativeAuthenticate", first);
-                        }
-                    }
-                    reply
-                }
-                "saslStart" => match scram.start(body) {
-                    Some(mut first) => {
-                        first.insert("ok", 1.0);
-                        first
-                    }
-                    None => auth_failed(),
-                },
-                "saslContinue" if scram.authenticated => {
-                    doc! {"conversationId": 1, "done": true, "payload": binary(String::new()), "ok": 1.0}
-                }
-                "saslContinue" => match scram.finish(body) {
-                    Some(v) => {
-                        doc! {"conversationId": 1, "done": true, "payload": binary(v), "ok": 1.0}
-                    }
-                    None => auth_failed(),
-                },
-                _ if scram.authenticated => forward(body),
-                _ => {
-                    doc! {"ok": 0.0, "code": 13, "codeName": "Unauthorized", "errmsg": "requires authentication"}
-                }
+            Action::Reply(match scram.reply(name, body) {
+                Some(reply) => reply,
+                None if scram.authenticated => forward(body),
+                None => unauthorized(),
             })
         });
         AuthProxy { fake }
