@@ -12,12 +12,12 @@
 //! answers from memory (what the client itself plus loopback TCP cost). Then the pure
 //! encode/decode cost of the messages is timed without any I/O.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mongo_wire::bson::{doc, Bson, Document};
+use mongo_wire::testing::{standalone_hello, Action, Fake};
 use mongo_wire::wire::{decode_reply, encode_op_msg, DEFAULT_MAX_MESSAGE_SIZE};
 use mongo_wire::{
     Client, ClientOptions, Connector, CountingConnector, FindOptions, Mechanism, StdConnector,
@@ -82,9 +82,9 @@ fn time(n: u64, mut f: impl FnMut(u64)) -> Vec<Duration> {
 }
 
 /// A server that answers hello/insert/find from canned replies: the floor for client + TCP.
+/// Answers from memory: `hello` as a standalone, `insert` with n=1, anything else with a
+/// cursor of ten stored visits.
 fn canned_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let ten: Vec<Document> = (0..10)
         .map(|i| {
             let mut d = visit(i);
@@ -92,43 +92,16 @@ fn canned_server() -> SocketAddr {
             d
         })
         .collect();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { break };
-            let ten = ten.clone();
-            std::thread::spawn(move || {
-                let _ = s.set_nodelay(true);
-                loop {
-                    let mut h = [0u8; 16];
-                    if s.read_exact(&mut h).is_err() {
-                        return;
-                    }
-                    let len = i32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
-                    let id = i32::from_le_bytes(h[4..8].try_into().unwrap());
-                    let mut rest = vec![0u8; len - 16];
-                    if s.read_exact(&mut rest).is_err() {
-                        return;
-                    }
-                    let cmd = mongo_wire::wire::decode_op_msg(&h, &rest).unwrap().body;
-                    let body = match cmd.keys().next().map(String::as_str) {
-                        Some("hello") => {
-                            doc! {"isWritablePrimary": true, "maxWireVersion": 21, "maxMessageSizeBytes": 48_000_000, "ok": 1.0}
-                        }
-                        Some("insert") => doc! {"n": 1, "ok": 1.0},
-                        _ => {
-                            doc! {"cursor": {"id": 0i64, "ns": "visits.records", "firstBatch": ten.clone()}, "ok": 1.0}
-                        }
-                    };
-                    let mut m = encode_op_msg(1, &body).unwrap();
-                    m[8..12].copy_from_slice(&id.to_le_bytes());
-                    if s.write_all(&m).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+    let server = Fake::start(move |name, _, _| {
+        Action::Reply(match name {
+            "hello" => standalone_hello(),
+            "insert" => doc! {"n": 1, "ok": 1.0},
+            _ => {
+                doc! {"cursor": {"id": 0i64, "ns": "visits.records", "firstBatch": ten.clone()}, "ok": 1.0}
+            }
+        })
     });
-    addr
+    server.addr
 }
 
 fn start_nx() -> (Child, SocketAddr, std::path::PathBuf) {

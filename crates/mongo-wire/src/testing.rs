@@ -68,6 +68,8 @@ impl Fake {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { break };
+                // Replies are one write each; do not let Nagle hold a reply back.
+                let _ = stream.set_nodelay(true);
                 conns2.fetch_add(1, Ordering::SeqCst);
                 let (handler, log) = (handler.clone(), log2.clone());
                 std::thread::spawn(move || serve(stream, &*handler, &log));
