@@ -193,7 +193,7 @@ async fn up(args: UpArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         allow_dns: args.allow_dns,
         no_guard_pages: args.no_guard_pages,
-        max_concurrent_requests: args.max_concurrent_requests as usize,
+        max_concurrent_requests: args.max_concurrent_requests,
     };
     let need_kv = app
         .components

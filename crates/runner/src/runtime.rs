@@ -36,7 +36,7 @@ pub struct Options {
     /// Explicit bounds checks instead of guard pages (faster, no Spectre mitigation).
     pub no_guard_pages: bool,
     /// Client requests executed at once (chained requests ride on their caller's admission).
-    pub max_concurrent_requests: usize,
+    pub max_concurrent_requests: u32,
 }
 
 /// Component instances one client request may hold at once: itself plus the components it
@@ -61,7 +61,7 @@ pub struct Runtime {
 #[derive(Debug)]
 pub enum ExecError {
     /// No execution slot freed up within the request deadline (the limit is in the message).
-    Overloaded(usize),
+    Overloaded(u32),
     Timeout,
     Trap(String),
     Internal(String),
@@ -118,8 +118,8 @@ pub fn build_engine(opts: &Options, pooling: bool) -> Result<Engine> {
         // Sized from the admission limit rather than wasmtime's defaults (1000 of each): every
         // pooled stack costs an mprotect at startup, and the pool caps what may run at once
         // anyway, so it might as well match what the runner admits.
-        let instances = u32::try_from(opts.max_concurrent_requests)
-            .unwrap_or(u32::MAX)
+        let instances = opts
+            .max_concurrent_requests
             .saturating_mul(INSTANCES_PER_REQUEST);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances)
@@ -336,7 +336,9 @@ impl Runtime {
         opts: Options,
         shared: Arc<Shared>,
     ) -> Runtime {
-        let admission = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent_requests));
+        let admission = Arc::new(tokio::sync::Semaphore::new(
+            opts.max_concurrent_requests as usize,
+        ));
         Runtime {
             engine,
             components,
