@@ -4,7 +4,7 @@
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
 
-wasm:             ## build the Spin components for wasm32-wasip1 (rustup target, or Debian fallback)
+wasm:             ## build the Spin components for wasm32-wasip2 (rustup target, or Debian fallback)
 	scripts/build-wasm.sh
 
 build: wasm       ## components + the runner + the native edition, release mode
@@ -16,7 +16,7 @@ up: build         ## run the app like `spin up`, on http://127.0.0.1:3000, zero 
 lint:
 	cargo fmt --all --check
 	cargo clippy --release --all-targets -- -D warnings
-	cargo clippy --release --target wasm32-wasip1 -p page -p counter -p recorder -p misbehave -p spin-glue -- -D warnings
+	cargo clippy --release --target wasm32-wasip2 -p page -p counter -p recorder -p misbehave -p spin-glue -- -D warnings
 
 # `cargo test` builds visits-runner and visits-native itself (their integration tests need them),
 # with the same features as the tests: one release build instead of two.

@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# Builds every Wasm component (and the runner's test fixture) in release mode for wasm32-wasip1,
-# into target/wasm32-wasip1/release/ where spin.toml expects them.
+# Builds every Wasm component (and the runner's test fixture) in release mode into
+# target/wasm32-wasip2/release/, where spin.toml expects them.
 #
-#   1. rustup's wasm32-wasip1 target, added if missing: what every Spin user has (`spin build`).
+#   1. rustup's wasm32-wasip2 target, added if missing: what every Spin user has (`spin build`).
+#      The output is a real component (no preview1 adapter at load or run time).
 #   2. Otherwise Debian's rustc-web + rust-web-src + wasi-libc, building std with -Zbuild-std
-#      (works offline; see docs/wasm-toolchain.md). Its artifacts live in target/wasm-debian and
-#      are copied to the path above.
+#      (works offline; see ../shared/notes/wasm-toolchain.md). Debian's wasi-libc has no WASI 0.2
+#      build, so this path makes wasip1 core modules; they are copied to the paths spin.toml names
+#      and the runner (like Spin) turns them into components with the preview1 adapter at load.
 #
-# WASM_TOOLCHAIN=rustup|debian forces one path. Prints which toolchain it used.
+# WASM_TOOLCHAIN=rustup|debian forces one path. Prints which toolchain and target it used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(page counter recorder misbehave)
-out=target/wasm32-wasip1/release
+out=target/wasm32-wasip2/release
 pkg_args=()
 for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
 choice=${WASM_TOOLCHAIN:-auto}
 
 rustup_ready() {
     command -v rustup >/dev/null 2>&1 || return 1
-    rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 && return 0
-    echo "build-wasm: adding rustup target wasm32-wasip1" >&2
-    timeout 120 rustup target add wasm32-wasip1 >&2
+    rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 && return 0
+    echo "build-wasm: adding rustup target wasm32-wasip2" >&2
+    timeout 120 rustup target add wasm32-wasip2 >&2
 }
 
 debian_ready() {
@@ -39,8 +41,8 @@ install_debian() {
 }
 
 if [ "$choice" = rustup ] || { [ "$choice" = auto ] && rustup_ready; }; then
-    cargo build --release --target wasm32-wasip1 "${pkg_args[@]}"
-    used="rustup $(rustc --version | cut -d' ' -f2) with target wasm32-wasip1"
+    cargo build --release --target wasm32-wasip2 "${pkg_args[@]}"
+    used="rustup $(rustc --version | cut -d' ' -f2), target wasm32-wasip2 (components)"
 elif [ "$choice" = debian ] || [ "$choice" = auto ]; then
     debian_ready || install_debian
     RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
@@ -51,7 +53,7 @@ elif [ "$choice" = debian ] || [ "$choice" = auto ]; then
     for p in "${packages[@]}"; do
         cp "target/wasm-debian/wasm32-wasip1/release/$p.wasm" "$out/$p.wasm"
     done
-    used="Debian $(/usr/bin/rustc --version | cut -d' ' -f2) (rustc-web, -Zbuild-std, wasi-libc)"
+    used="Debian $(/usr/bin/rustc --version | cut -d' ' -f2) (rustc-web, -Zbuild-std, wasi-libc), target wasm32-wasip1 (core modules: the runner and Spin adapt them at load)"
 else
     echo "build-wasm: WASM_TOOLCHAIN must be rustup or debian, got '$choice'" >&2
     exit 2

@@ -28,5 +28,5 @@ python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 # playwright-core drives Debian's Chromium (no browser download).
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-# The wasm32-wasip1 target (or Debian's fallback) is set up by scripts/build-wasm.sh.
+# The wasm32-wasip2 target (or Debian's fallback) is set up by scripts/build-wasm.sh.
 echo "setup: done"

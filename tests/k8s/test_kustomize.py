@@ -80,7 +80,7 @@ def test_web_workloads(overlay):
                 assert "secretKeyRef" in env[secret], secret
     # the MongoDB component appended webdb's three seeds (component order in the overlay)
     env = kc.web_env(docs, "webdb")
-    seeds = [env.get(k) for k in ("mongo_address", "mongo_address_2", "mongo_address_3")]
+    seeds = [env.get(k) for k in ("mongo_address", "mongo_address2", "mongo_address3")]
     assert all(seeds), f"webdb lacks MongoDB seeds: {seeds}"
     # IP literals in both editions: the Wasm sandbox has no DNS and the native binary parses
     # mongo_address* as IP:port too; the kubelet expands the Service env vars

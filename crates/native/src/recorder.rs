@@ -383,8 +383,8 @@ mod tests {
 
         let mut set = mongo_settings(&[
             ("mongo_address", "10.0.0.1:27017"),
-            ("mongo_address_2", "[2001:db8::2]:27018"),
-            ("mongo_address_3", "10.0.0.1:27017"),
+            ("mongo_address2", "[2001:db8::2]:27018"),
+            ("mongo_address3", "10.0.0.1:27017"),
         ]);
         set.credential = Some(MongoCredential {
             username: "app".into(),
@@ -412,8 +412,8 @@ mod tests {
     async fn unreachable_mongodb_fails_within_the_bound() {
         let r = Recorder::new(&config::RecordsBackend::MongoDb(mongo_settings(&[
             ("mongo_address", "127.0.0.1:1"),
-            ("mongo_address_2", "127.0.0.1:1"),
-            ("mongo_address_3", "127.0.0.1:1"),
+            ("mongo_address2", "127.0.0.1:1"),
+            ("mongo_address3", "127.0.0.1:1"),
             ("mongo_timeout_ms", "300"),
         ])))
         .unwrap()

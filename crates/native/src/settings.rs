@@ -159,8 +159,8 @@ mod tests {
             &[
                 ("RECORDS_BACKEND", "mongodb"),
                 ("MONGO_ADDRESS", "10.0.0.1:27017"),
-                ("MONGO_ADDRESS_2", "10.0.0.2:27017"),
-                ("MONGO_ADDRESS_3", "10.0.0.3:27017"),
+                ("MONGO_ADDRESS2", "10.0.0.2:27017"),
+                ("MONGO_ADDRESS3", "10.0.0.3:27017"),
             ],
             None,
         )

@@ -25,8 +25,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("records_limit", "10"),
     ("trust_forwarded_for", "false"),
     ("mongo_address", "127.0.0.1:27017"),
-    ("mongo_address_2", "127.0.0.1:27017"),
-    ("mongo_address_3", "127.0.0.1:27017"),
+    ("mongo_address2", "127.0.0.1:27017"),
+    ("mongo_address3", "127.0.0.1:27017"),
     ("mongo_database", "visits"),
     ("mongo_collection", "records"),
     ("mongo_username", ""),
@@ -313,7 +313,7 @@ impl MongoSettings {
         // Every seed variable always holds an address (it doubles as a sandbox permission in
         // spin.toml), so an extra seed left at its default means "unused".
         let mut seeds = vec![src.socket_addr("mongo_address")?];
-        for name in ["mongo_address_2", "mongo_address_3"] {
+        for name in ["mongo_address2", "mongo_address3"] {
             let addr = src.socket_addr(name)?;
             let unused = default_of(name).is_some_and(|d| d.parse() == Ok(addr));
             if !unused && !seeds.contains(&addr) {
@@ -427,8 +427,8 @@ mod tests {
         let s = src(&[
             ("records_backend", "mongodb"),
             ("mongo_address", "10.0.0.1:27017"),
-            ("mongo_address_2", "10.0.0.2:27017"),
-            ("mongo_address_3", "10.0.0.1:27017"),
+            ("mongo_address2", "10.0.0.2:27017"),
+            ("mongo_address3", "10.0.0.1:27017"),
             ("mongo_username", "app"),
             ("mongo_password", "s3cret "),
         ]);
@@ -440,7 +440,7 @@ mod tests {
             let s = src(&[
                 ("records_backend", "mongodb"),
                 ("mongo_address", "10.0.0.9:27017"),
-                ("mongo_address_2", extra),
+                ("mongo_address2", extra),
             ]);
             match RecordsBackend::load(&s).unwrap() {
                 RecordsBackend::MongoDb(m) => m.seeds,

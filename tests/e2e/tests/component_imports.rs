@@ -8,7 +8,7 @@ use visits_e2e::repo_root;
 
 /// The interface namespaces (`wasi:http/outgoing-handler@0.2.0`, ...) a wasip1 module imports.
 fn imports(component: &str) -> BTreeSet<String> {
-    let path = repo_root().join(format!("target/wasm32-wasip1/release/{component}.wasm"));
+    let path = repo_root().join(format!("target/wasm32-wasip2/release/{component}.wasm"));
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; build with scripts/build-wasm.sh", path.display()));
     let mut out = BTreeSet::new();

@@ -245,8 +245,8 @@ fn a_dead_backend_degrades_the_page_and_fails_readiness(edition: Edition) {
             ("redis_address", &redis),
             ("records_backend", "mongodb"),
             ("mongo_address", &mongo),
-            ("mongo_address_2", &mongo),
-            ("mongo_address_3", &mongo),
+            ("mongo_address2", &mongo),
+            ("mongo_address3", &mongo),
         ],
     );
     let started = Instant::now();
@@ -276,8 +276,8 @@ fn a_silent_mongodb_times_out(edition: Edition) {
         &[
             ("records_backend", "mongodb"),
             ("mongo_address", &addr),
-            ("mongo_address_2", &addr),
-            ("mongo_address_3", &addr),
+            ("mongo_address2", &addr),
+            ("mongo_address3", &addr),
             ("mongo_timeout_ms", "300"),
         ],
     );
