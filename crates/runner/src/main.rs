@@ -50,11 +50,12 @@ struct UpArgs {
         default_value = "spin.toml"
     )]
     file: PathBuf,
-    /// Directory for the key-value store, SQLite database and compile cache
+    /// Directory for the key-value store and the SQLite database
     /// [default: .spin beside the manifest].
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Compile cache directory [default: <state-dir>/cache].
+    /// Compile cache directory, shared by every app and state directory, as Spin's (wasmtime's)
+    /// is [default: $XDG_CACHE_HOME/visits-runner/compiled, else ~/.cache/visits-runner/compiled].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Do not read or write the compile cache.
@@ -83,6 +84,17 @@ struct UpArgs {
     /// Also sizes the instance pool: each request may chain to 3 more components.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_concurrent_requests: u32,
+}
+
+/// The user's cache directory for compiled components, where Spin (through wasmtime's cache)
+/// keeps its own: entries are keyed by the Wasm's hash and the engine's settings, so every app
+/// and every state directory can share them, and a fresh `--state-dir` does not recompile.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("visits-runner").join("compiled"))
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -185,6 +197,7 @@ async fn up(args: UpArgs) -> Result<()> {
         Some(
             args.cache_dir
                 .clone()
+                .or_else(user_cache_dir)
                 .unwrap_or_else(|| state_dir.join("cache")),
         )
     };

@@ -278,9 +278,9 @@ pub fn prepare(linker: &Linker<State>, component: &Component, id: &str) -> Resul
 }
 
 /// Hooks into wasmtime-wasi-http: every outbound request goes through `Runtime::outbound`.
-pub struct Hooks {
-    pub rt: Arc<Runtime>,
-    pub comp: Arc<ComponentCtx>,
+struct Hooks {
+    rt: Arc<Runtime>,
+    comp: Arc<ComponentCtx>,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -397,10 +397,10 @@ impl Runtime {
             wasi: b.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: Hooks {
+            hooks: Box::new(Hooks {
                 rt: self.clone(),
                 comp: ctx.clone(),
-            },
+            }),
             limits,
             comp: ctx,
             shared: self.shared.clone(),

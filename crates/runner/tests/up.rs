@@ -122,8 +122,17 @@ impl Runner {
 
     /// Start with `args` after `up`; waits for "listening on http://ADDR".
     fn start(args: &[&str]) -> Runner {
+        Self::start_env(args, &[])
+    }
+
+    /// [`Runner::start`] with extra environment variables.
+    fn start_env(args: &[&str], env: &[(&str, &Path)]) -> Runner {
         fixture_wasm();
-        let mut child = Self::command(args).spawn().expect("spawn visits-runner");
+        let mut cmd = Self::command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn visits-runner");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -515,6 +524,46 @@ fn second_start_hits_the_compile_cache() {
     a.push("--no-cache".into());
     let third = Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert!(third.log().contains(": compiled"), "{}", third.log());
+}
+
+#[test]
+fn compile_cache_lives_in_the_user_cache_dir_not_the_state_dir() {
+    // As Spin's (wasmtime's) cache: one per user, so a fresh state dir does not recompile.
+    let xdg = temp_dir("xdg-cache");
+    let start = |state: &Path| {
+        let a = [
+            "-f".to_string(),
+            manifest().display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ];
+        let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        Runner::start_env(&a, &[("XDG_CACHE_HOME", &xdg)])
+    };
+    let (state_a, state_b) = (temp_dir("state-a"), temp_dir("state-b"));
+    let first = start(&state_a);
+    assert!(first.log().contains(": compiled"), "{}", first.log());
+    drop(first);
+    let entries = std::fs::read_dir(xdg.join("visits-runner/compiled"))
+        .expect("cache under $XDG_CACHE_HOME/visits-runner/compiled")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .count();
+    assert!(entries >= 1, "no .cwasm written");
+    assert!(
+        !state_a.join("cache").exists(),
+        "cache written in the state dir"
+    );
+    let second = start(&state_b);
+    assert!(
+        second.log().contains("compile cache hit"),
+        "{}",
+        second.log()
+    );
+    assert!(!second.log().contains(": compiled"), "{}", second.log());
+    assert_eq!(second.get("/hello").0, 200);
 }
 
 /// Run the binary expecting a startup failure; returns its stderr.
