@@ -37,7 +37,7 @@ mkdir -p "$out"
 echo "validate-k8s: rendering into $out"
 
 # 1. kustomize
-targets=(runtime-class runtime-class/runtime-class-manager runtime-class/executor)
+targets=(runtime-class runtime-class/runtime-class-manager runtime-class/executor k8s/cluster/wasm-pod-defaults)
 for d in k8s/overlays/*/; do targets+=("${d%/}"); done
 for t in "${targets[@]}"; do
   f="$out/kustomize-$(echo "$t" | tr '/' '_').yaml"
