@@ -140,22 +140,17 @@ def validate_custom(obj: dict) -> list[str]:
     return problems
 
 
-# Kinds of other projects that no schema here describes; they are checked structurally.
-KNOWN_FOREIGN = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "ClusterIssuer")}
+# API groups whose kinds are custom resources: validated against the real CRDs in shared/crds
+# (SpinKube, cert-manager, prometheus-operator), never by kubernetes-validate.
+CRD_GROUPS = (CRD_GROUP, "cert-manager.io", "monitoring.coreos.com")
 
 
 def validate_object(obj: dict) -> list[str]:
     """Validate one object: built-in kinds with kubernetes-validate --strict (1.32),
-    SpinKube kinds with the CRDs' openAPIV3Schema made strict."""
+    custom kinds (CRD_GROUPS) with their CRD's openAPIV3Schema made strict."""
     api = obj.get("apiVersion", "")
-    if api.split("/")[0] == CRD_GROUP:
+    if api.split("/")[0] in CRD_GROUPS:
         return validate_custom(obj)
-    if (api, obj.get("kind")) in KNOWN_FOREIGN:
-        spec = obj.get("spec") or {}
-        issuers = {"acme", "ca", "selfSigned", "vault", "venafi"}
-        if len(set(spec) & issuers) != 1 or set(spec) - issuers:
-            return [f"{obj['kind']}: spec must hold exactly one of {sorted(issuers)}"]
-        return []
     try:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
