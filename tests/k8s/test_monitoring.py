@@ -3,10 +3,14 @@
 the native edition, and the Grafana dashboard. promtool is Debian's `prometheus` package
 (scripts/setup.sh)."""
 import copy
+import functools
 import importlib.util
 import json
+import os
+import pathlib
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 import yaml
@@ -175,15 +179,21 @@ components: [REPO/k8s/components/EDITION, REPO/k8s/components/mongodb-standalone
 """
 
 
-def render_monitored(tmp_path, edition):
-    import os
-    rel = os.path.relpath(kc.REPO, tmp_path)
-    extra = f", {rel}/k8s/components/monitoring-native" if edition == "container" else ""
-    (tmp_path / "kustomization.yaml").write_text(
-        MONITORED_OVERLAY.replace("EDITION", edition).replace(" EXTRA", extra).replace("REPO", rel))
-    out = run(kc.kubectl(), "kustomize", str(tmp_path))
+@functools.lru_cache(maxsize=None)
+def _render_monitored_text(edition):
+    with tempfile.TemporaryDirectory() as tmp:
+        rel = os.path.relpath(kc.REPO, tmp)
+        extra = f", {rel}/k8s/components/monitoring-native" if edition == "container" else ""
+        pathlib.Path(tmp, "kustomization.yaml").write_text(
+            MONITORED_OVERLAY.replace("EDITION", edition).replace(" EXTRA", extra).replace("REPO", rel))
+        out = run(kc.kubectl(), "kustomize", tmp)
     assert out.returncode == 0, out.stderr
-    return kc.load_docs(out.stdout)
+    return out.stdout
+
+
+def render_monitored(_tmp_path, edition):
+    """An overlay outside the repository with the monitoring components (rendered once per edition)."""
+    return kc.load_docs(_render_monitored_text(edition))
 
 
 @pytest.mark.parametrize("edition", ["wasm", "container"])
