@@ -5,10 +5,14 @@
 #      Helm v4 SDK from PyPI's helm-python-sdk (no helm binary needed),
 #   3. runs kubernetes-validate --strict (Kubernetes 1.32) on the built-in objects,
 #   4. runs pytest tests/k8s (CRD-schema validation of SpinApp/SpinAppExecutor,
-#      policies, selectors, shared-object identity, Helm hooks and values, the Wasm
-#      image layout against spin.toml, negative tests).
+#      cert-manager and prometheus-operator objects, policies, selectors, disruption
+#      budgets/spreading/rollout settings, shared-object identity, Helm hooks and values,
+#      the Wasm image layout against spin.toml, promtool check/test of the alert rules,
+#      the dashboard, shellcheck of the drills, the diagrams against the renders and
+#      re-rendered SVGs, negative tests).
 #
-# Needs: python3, kubectl (with its built-in kustomize), and the Python packages of
+# Needs: python3, kubectl (with its built-in kustomize), promtool, dot and shellcheck
+# (Debian prometheus, graphviz, shellcheck: scripts/setup.sh), and the Python packages of
 # tests/k8s/requirements.txt:   pip install -r tests/k8s/requirements.txt
 # (this script installs them from that file, and nothing else, when they are missing).
 # shared/ (the SpinKube CRDs) is expected beside the repository; WASM_VISITS_SHARED overrides.
