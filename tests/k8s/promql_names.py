@@ -40,6 +40,35 @@ def contract_metrics() -> set[str]:
     return names
 
 
+# Labels Prometheus attaches to every app target: job/instance, and replica/edition/app from
+# the scrape configs (local job "visits"; the ServiceMonitor of k8s/components/monitoring-native).
+TARGET_LABELS = {"job", "instance", "replica", "edition", "app"}
+
+
+def contract_labels() -> dict[str, set[str]]:
+    """{metric: its labels} from the table of monitoring/README.md (values in parentheses
+    are dropped); a histogram's _bucket series also has `le`."""
+    out = {}
+    for line in (kc.REPO / "monitoring" / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        m = re.match(r"^`([a-zA-Z_:][a-zA-Z0-9_:]*)`$", cells[0]) if len(cells) >= 3 else None
+        if not m:
+            continue
+        labels = set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", cells[2])))
+        out[m.group(1)] = labels
+        if cells[1] == "histogram":
+            out[m.group(1) + "_bucket"] = labels | {"le"}
+            out[m.group(1) + "_sum"] = out[m.group(1) + "_count"] = labels
+    return out
+
+
+def selector_labels(expr: str) -> list[tuple[str, set[str]]]:
+    """(metric, label names its matchers use) for every `metric{...}` selector."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    return [(m.group(1), set(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)", m.group(2))))
+            for m in re.finditer(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}", e)]
+
+
 def allowed_metrics() -> set[str]:
     return contract_metrics() | KUBE_STATE_METRICS | INGRESS_NGINX | PROMETHEUS
 

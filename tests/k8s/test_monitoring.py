@@ -112,6 +112,24 @@ def test_metric_names_are_known():
         assert names <= allowed, f"{sorted(names - allowed)} in {expr}"
 
 
+def test_label_names_are_the_contracts():
+    """Matchers on the app's metrics use only the labels of monitoring/README.md's table
+    plus the scrape targets' labels (a typo like status_code would silently match nothing)."""
+    contract = pn.contract_labels()
+    assert contract["visits_http_requests_total"] == {"route", "method", "status"}
+    assert contract["visits_backend_requests_total"] == {"backend", "outcome"}
+    checked = 0
+    for expr in rule_exprs() + dashboard_exprs():
+        for metric, used in pn.selector_labels(expr):
+            if metric in contract:
+                checked += 1
+                extra = used - contract[metric] - pn.TARGET_LABELS
+                assert not extra, f"{metric}: labels {sorted(extra)} are not in the contract ({expr})"
+    assert checked >= 10
+    assert pn.selector_labels('rate(visits_http_requests_total{job="visits", status_code=~"5.."}[5m])') == \
+        [("visits_http_requests_total", {"job", "status_code"})]
+
+
 def test_metric_name_check_can_fail():
     assert pn.metric_names('sum by (le) (rate(visits_http_request_total{route="/"}[5m])) > on (job) up') == \
         {"visits_http_request_total", "up"}
