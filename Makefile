@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-browser test-k8s lint bench clean
+.PHONY: setup wasm build up test test-unit test-browser test-k8s lint bench diagrams clean
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -32,6 +32,9 @@ test-k8s:
 
 ## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests
 test: lint test-unit test-browser test-k8s
+
+diagrams:         ## render docs/diagrams/*.dot to SVG (Graphviz); commit the SVGs
+	scripts/render-diagrams.sh
 
 bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
 	bench/run.sh

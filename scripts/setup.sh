@@ -8,7 +8,9 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 
 # Servers and tools the end-to-end, browser and benchmark runs start on loopback.
-apt_packages=(redis-server redis-tools chromium wrk)
+# prometheus: promtool checks/tests monitoring/alerts.yml; graphviz: `dot` renders docs/diagrams;
+# shellcheck: lints the cluster drill scripts (ops/cluster).
+apt_packages=(redis-server redis-tools chromium wrk prometheus graphviz shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The packages start a system redis on 6379; the tests start their own on free ports.
 $sudo service redis-server stop >/dev/null 2>&1 || true
+# Debian's prometheus package starts a server on :9090; tests and drills start their own.
+$sudo service prometheus stop >/dev/null 2>&1 || true
 
 # nx-27017: a MongoDB wire-protocol server (SQLite-backed) for the recorder's tests; plus the
 # manifest validators.

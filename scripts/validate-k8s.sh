@@ -5,10 +5,14 @@
 #      Helm v4 SDK from PyPI's helm-python-sdk (no helm binary needed),
 #   3. runs kubernetes-validate --strict (Kubernetes 1.32) on the built-in objects,
 #   4. runs pytest tests/k8s (CRD-schema validation of SpinApp/SpinAppExecutor,
-#      policies, selectors, shared-object identity, Helm hooks and values, the Wasm
-#      image layout against spin.toml, negative tests).
+#      cert-manager and prometheus-operator objects, policies, selectors, disruption
+#      budgets/spreading/rollout settings, shared-object identity, Helm hooks and values,
+#      the Wasm image layout against spin.toml, promtool check/test of the alert rules,
+#      the dashboard, shellcheck of the drills, the diagrams against the renders and
+#      re-rendered SVGs, negative tests).
 #
-# Needs: python3, kubectl (with its built-in kustomize), and the Python packages of
+# Needs: python3, kubectl (with its built-in kustomize), promtool, dot and shellcheck
+# (Debian prometheus, graphviz, shellcheck: scripts/setup.sh), and the Python packages of
 # tests/k8s/requirements.txt:   pip install -r tests/k8s/requirements.txt
 # (this script installs them from that file, and nothing else, when they are missing).
 # shared/ (the SpinKube CRDs) is expected beside the repository; WASM_VISITS_SHARED overrides.
@@ -37,7 +41,7 @@ mkdir -p "$out"
 echo "validate-k8s: rendering into $out"
 
 # 1. kustomize
-targets=(runtime-class runtime-class/runtime-class-manager runtime-class/executor)
+targets=(runtime-class runtime-class/runtime-class-manager runtime-class/executor k8s/cluster/wasm-pod-defaults)
 for d in k8s/overlays/*/; do targets+=("${d%/}"); done
 for t in "${targets[@]}"; do
   f="$out/kustomize-$(echo "$t" | tr '/' '_').yaml"
@@ -65,8 +69,9 @@ for edition in ("wasm", "container"):
               f"{sum(1 for l in text.splitlines() if l.startswith('kind:'))} objects")
 PY
 
-# 3. kubernetes-validate --strict on the built-in kinds (the SpinKube kinds are
-#    validated against their CRDs in pytest; kubernetes-validate has no schema for them)
+# 3. kubernetes-validate --strict on the built-in kinds (SpinKube, cert-manager and
+#    prometheus-operator kinds are validated against their CRDs in pytest;
+#    kubernetes-validate has no schema for them)
 "$PYTHON" - "$out" <<'PY'
 import pathlib, sys, yaml
 out = pathlib.Path(sys.argv[1])
@@ -75,7 +80,7 @@ for f in sorted(out.glob("*.yaml")):
     if f.name.startswith("builtin-"):
         continue
     docs = [d for d in yaml.safe_load_all(f.read_text()) if d]
-    docs = [d for d in docs if not d["apiVersion"].startswith(("core.spinkube.dev/", "cert-manager.io/"))]
+    docs = [d for d in docs if not d["apiVersion"].startswith(("core.spinkube.dev/", "cert-manager.io/", "monitoring.coreos.com/"))]
     target = out / f"builtin-{f.name}"
     target.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 PY

@@ -24,7 +24,7 @@ OVERLAYS = ["wasm", "container", "wasm-replicaset", "container-replicaset"]
 CRD_GROUP = "core.spinkube.dev"
 # Labels both editions' web pods carry, so one Ingress/HPA/NetworkPolicy file serves both.
 WEB_LABELS = {"app.kubernetes.io/part-of": "wasm-visits", "app.kubernetes.io/component": "web"}
-SHARED_KINDS = ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy")
+SHARED_KINDS = ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet")
 
 
@@ -140,22 +140,17 @@ def validate_custom(obj: dict) -> list[str]:
     return problems
 
 
-# Kinds of other projects that no schema here describes; they are checked structurally.
-KNOWN_FOREIGN = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "ClusterIssuer")}
+# API groups whose kinds are custom resources: validated against the real CRDs in shared/crds
+# (SpinKube, cert-manager, prometheus-operator), never by kubernetes-validate.
+CRD_GROUPS = (CRD_GROUP, "cert-manager.io", "monitoring.coreos.com")
 
 
 def validate_object(obj: dict) -> list[str]:
     """Validate one object: built-in kinds with kubernetes-validate --strict (1.32),
-    SpinKube kinds with the CRDs' openAPIV3Schema made strict."""
+    custom kinds (CRD_GROUPS) with their CRD's openAPIV3Schema made strict."""
     api = obj.get("apiVersion", "")
-    if api.split("/")[0] == CRD_GROUP:
+    if api.split("/")[0] in CRD_GROUPS:
         return validate_custom(obj)
-    if (api, obj.get("kind")) in KNOWN_FOREIGN:
-        spec = obj.get("spec") or {}
-        issuers = {"acme", "ca", "selfSigned", "vault", "venafi"}
-        if len(set(spec) & issuers) != 1 or set(spec) - issuers:
-            return [f"{obj['kind']}: spec must hold exactly one of {sorted(issuers)}"]
-        return []
     try:
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     except kubernetes_validate.ValidationError as e:
@@ -258,6 +253,10 @@ def selector_problems(docs: list[dict]) -> list[str]:
                         if "podSelector" in peer and "namespaceSelector" not in peer:
                             if not matching(ns, peer["podSelector"]):
                                 problems.append(f"{where}: {direction} peer {peer['podSelector']} matches no pod template")
+        elif kind == "PodDisruptionBudget":
+            owners = {(p["kind"], p["name"]) for p in matching(ns, spec.get("selector"))}
+            if len(owners) != 1:
+                problems.append(f"{where}: selector must match the pods of exactly one workload, matches {sorted(owners)}")
         elif kind == "Ingress":
             services = {n for (k, n_ns, n) in by_kind_name if k == "Service" and n_ns == ns}
             spinapps = {n for (k, n_ns, n) in by_kind_name if k == "SpinApp" and n_ns == ns}
@@ -362,3 +361,83 @@ def web_env(docs: list[dict], name: str) -> dict[str, object]:
             env = d["spec"]["template"]["spec"]["containers"][0].get("env") or []
             return {e["name"].lower(): e.get("value", e.get("valueFrom")) for e in env}
     raise KeyError(name)
+
+
+# ---------------------------------------------------------------- availability
+
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def _workload_replicas(d: dict, docs: list[dict]) -> int:
+    """Replicas a workload runs: StatefulSet spec.replicas; for the web apps the HPA's
+    minReplicas (they leave spec.replicas to it), else spec.replicas (default 1)."""
+    spec, name = d.get("spec") or {}, d["metadata"]["name"]
+    for h in docs:
+        if h.get("kind") == "HorizontalPodAutoscaler" and h["spec"]["scaleTargetRef"]["name"] == name:
+            return h["spec"].get("minReplicas", 1)
+    return spec.get("replicas", 1)
+
+
+def availability_problems(docs: list[dict]) -> list[str]:
+    """Disruption budgets, spreading and rolling-update settings (k8s/README.md):
+    - every long-running workload (Deployment, StatefulSet, SpinApp) has exactly one PDB;
+    - a PDB never forbids all evictions of a multi-pod workload, and a 1-pod workload's
+      budget is the deliberate maxUnavailable 0 (not a no-op maxUnavailable 1);
+    - every budget lets a not-Ready pod go (unhealthyPodEvictionPolicy AlwaysAllow);
+    - multi-pod Deployments/StatefulSets spread over kubernetes.io/hostname with a
+      selector that matches their own pods;
+    - Deployments wait minReadySeconds, and sleep in preStop for less than the grace period."""
+    problems = []
+    pods = pod_templates(docs)
+    pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"]
+    for d in docs:
+        kind, name = d.get("kind"), d["metadata"].get("name")
+        if kind not in ("Deployment", "StatefulSet", "SpinApp"):
+            continue
+        where = f"{kind}/{name}"
+        ns = d["metadata"].get("namespace")
+        my_pods = [p for p in pods if p["owner"] is d]
+        budgets = [b for b in pdbs if b["metadata"].get("namespace") == ns
+                   and any(selector_matches(b["spec"].get("selector"), p["labels"]) for p in my_pods)]
+        replicas = _workload_replicas(d, docs) if kind != "SpinApp" else next(
+            (h["spec"].get("minReplicas", 1) for h in docs if h.get("kind") == "HorizontalPodAutoscaler"
+             and h["spec"]["scaleTargetRef"]["name"] == name), (d.get("spec") or {}).get("replicas", 1))
+        if len(budgets) != 1:
+            problems.append(f"{where}: {len(budgets)} PodDisruptionBudgets select its pods, want exactly 1")
+        for b in budgets:
+            bs = b["spec"]
+            bw = f"PodDisruptionBudget/{b['metadata']['name']}"
+            if bs.get("unhealthyPodEvictionPolicy") != "AlwaysAllow":
+                problems.append(f"{bw}: unhealthyPodEvictionPolicy is not AlwaysAllow (a broken pod would block drains)")
+            if "minAvailable" in bs and "maxUnavailable" in bs:
+                problems.append(f"{bw}: sets both minAvailable and maxUnavailable")
+            allowed = (replicas - bs["minAvailable"]) if "minAvailable" in bs else bs.get("maxUnavailable")
+            if not isinstance(allowed, int):
+                problems.append(f"{bw}: use an integer budget, got {allowed!r}")
+            elif replicas > 1 and allowed < 1:
+                problems.append(f"{bw}: allows no eviction of {where}'s {replicas} pods: every drain would block")
+            elif replicas == 1 and allowed != 0:
+                problems.append(f"{bw}: {where} has 1 pod; a budget allowing {allowed} eviction(s) protects nothing "
+                                "(use maxUnavailable 0 and say so)")
+        if kind == "SpinApp":
+            continue  # the CRD has no scheduling or rollout fields (k8s/README.md)
+        pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+        own = ((d["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if replicas > 1:
+            tsc = [c for c in pod.get("topologySpreadConstraints") or [] if c.get("topologyKey") == HOSTNAME]
+            if not tsc:
+                problems.append(f"{where}: {replicas} pods but no topologySpreadConstraint on {HOSTNAME}")
+            for c in tsc:
+                if not selector_matches(c.get("labelSelector"), own) or not c.get("labelSelector"):
+                    problems.append(f"{where}: the {HOSTNAME} spread constraint's labelSelector does not match its pods")
+        if kind == "Deployment":
+            if not d["spec"].get("minReadySeconds"):
+                problems.append(f"{where}: no minReadySeconds")
+            grace = pod.get("terminationGracePeriodSeconds", 30)
+            for c in pod.get("containers") or []:
+                sleep = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
+                if not sleep:
+                    problems.append(f"{where} container {c['name']}: no preStop sleep for endpoint propagation")
+                elif sleep >= grace:
+                    problems.append(f"{where} container {c['name']}: preStop sleep {sleep}s >= grace period {grace}s")
+    return problems

@@ -50,6 +50,33 @@ def test_policies_and_selectors(edition, mode):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("edition,mode", COMBOS)
+def test_availability_same_as_kustomize(edition, mode):
+    """Budgets, spreading and rollout settings pass the same checks and equal the kustomize ones."""
+    h = combo(edition, mode)
+    k = kc.kustomize(f"k8s/overlays/{OVERLAY[(edition, mode)]}")
+    problems = kc.availability_problems(h)
+    assert not problems, "\n".join(problems)
+
+    def rollout(docs):
+        out = {}
+        for d in docs:
+            if d["kind"] in ("Deployment", "StatefulSet"):
+                pod = d["spec"]["template"]["spec"]
+                out[(d["kind"], d["metadata"]["name"])] = (
+                    d["spec"].get("strategy"), d["spec"].get("minReadySeconds"),
+                    pod.get("terminationGracePeriodSeconds"), pod.get("topologySpreadConstraints"),
+                    [c.get("lifecycle") for c in pod["containers"]])
+        return out
+    assert rollout(h) == rollout(k)
+
+
+def test_budgets_can_be_disabled():
+    docs = render({"podDisruptionBudgets": {"enabled": False}})
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert any("0 PodDisruptionBudgets" in p for p in kc.availability_problems(docs))
+
+
 @pytest.mark.parametrize("mode", ["standalone", "replicaset"])
 def test_shared_objects_identical_in_both_editions(mode):
     wasm = kc.shared_objects(combo("wasm", mode))
@@ -124,6 +151,7 @@ def test_values_switches():
     ({"mongo": {"mode": "replicaset", "auth": {"keyfile": "no spaces allowed"}}}, "keyfile"),
     ({"mongo": {"auth": {"password": ""}}}, "mongo.auth"),
     ({"editon": "wasm"}, "editon"),
+    ({"rollout": {"preStopSleepSeconds": 25}}, "terminationGracePeriodSeconds"),
 ])
 def test_invalid_values_fail(values, message):
     with pytest.raises(helm.HelmError) as err:

@@ -4,8 +4,8 @@ import pytest
 
 import k8s_checks as kc
 
-RENDERS = ["runtime-class", "runtime-class/runtime-class-manager", "runtime-class/executor"] + \
-    [f"k8s/overlays/{o}" for o in kc.OVERLAYS]
+RENDERS = ["runtime-class", "runtime-class/runtime-class-manager", "runtime-class/executor",
+           "k8s/cluster/wasm-pod-defaults"] + [f"k8s/overlays/{o}" for o in kc.OVERLAYS]
 
 
 @pytest.mark.parametrize("path", RENDERS)
@@ -28,6 +28,45 @@ def test_selectors_match(overlay):
     docs = kc.kustomize(f"k8s/overlays/{overlay}")
     problems = kc.selector_problems(docs)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("overlay", kc.OVERLAYS)
+def test_availability(overlay):
+    """PDBs, spreading and rolling-update settings (kc.availability_problems)."""
+    docs = kc.kustomize(f"k8s/overlays/{overlay}")
+    problems = kc.availability_problems(docs)
+    assert not problems, "\n".join(problems)
+    budgets = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert set(budgets) == {"webdb", "webnodb", "redis", "mongo"}
+    assert budgets["webdb"]["maxUnavailable"] == budgets["webnodb"]["maxUnavailable"] == 1
+    assert budgets["redis"]["maxUnavailable"] == 0
+    if overlay.endswith("replicaset"):
+        assert budgets["mongo"] == {"minAvailable": 2, "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                                    "selector": {"matchLabels": {"app.kubernetes.io/part-of": "wasm-visits",
+                                                                 "app.kubernetes.io/name": "mongodb"}}}
+    else:
+        assert budgets["mongo"]["maxUnavailable"] == 0
+
+
+def test_wasm_pod_defaults_policy():
+    """The optional MutatingAdmissionPolicy for SpinApp pods: cluster-scoped, bound to
+    itself, and its objectSelector picks exactly the Wasm web pods (not the container
+    edition's, which say all of it in their Deployments). Its CEL is not evaluated
+    here: that needs an API server with the alpha API (k8s/README.md)."""
+    docs = kc.kustomize("k8s/cluster/wasm-pod-defaults")
+    by_kind = {d["kind"]: d for d in docs}
+    policy, binding = by_kind["MutatingAdmissionPolicy"], by_kind["MutatingAdmissionPolicyBinding"]
+    assert all("namespace" not in d["metadata"] for d in docs), "cluster-scoped objects"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert policy["spec"]["failurePolicy"] == "Ignore"
+    expr = policy["spec"]["mutations"][0]["applyConfiguration"]["expression"]
+    for needle in ('"core.spinkube.dev/app-name"', '"kubernetes.io/hostname"', "preStop", "seconds: 5"):
+        assert needle in expr, needle
+    selector = binding["spec"]["matchResources"]["objectSelector"]
+    for overlay in kc.OVERLAYS:
+        pods = kc.pod_templates(kc.kustomize(f"k8s/overlays/{overlay}"))
+        hit = {p["name"] for p in pods if kc.selector_matches(selector, p["labels"])}
+        assert hit == ({"webdb", "webnodb"} if overlay.startswith("wasm") else set()), (overlay, hit)
 
 
 @pytest.mark.parametrize("overlay", kc.OVERLAYS)

@@ -111,3 +111,40 @@ def test_hpa_fights_replicas(wasm_docs, container_docs):
     assert any("fights the HPA" in p for p in kc.selector_problems(docs))
     _first(docs, "HorizontalPodAutoscaler", "webnodb")["spec"]["scaleTargetRef"]["name"] = "nope"
     assert any("names no Deployment" in p for p in kc.selector_problems(docs))
+
+
+def test_availability_rejects_bad_budgets(container_docs):
+    docs = copy.deepcopy(container_docs)
+    assert kc.availability_problems(docs) == []
+    _first(docs, "PodDisruptionBudget", "webdb")["spec"]["maxUnavailable"] = 0       # 3 pods, no eviction ever
+    _first(docs, "PodDisruptionBudget", "redis")["spec"]["maxUnavailable"] = 1       # 1 pod: protects nothing
+    del _first(docs, "PodDisruptionBudget", "mongo")["spec"]["unhealthyPodEvictionPolicy"]
+    problems = "\n".join(kc.availability_problems(docs))
+    assert "PodDisruptionBudget/webdb: allows no eviction" in problems, problems
+    assert "PodDisruptionBudget/redis" in problems and "protects nothing" in problems
+    assert "PodDisruptionBudget/mongo: unhealthyPodEvictionPolicy" in problems
+
+
+def test_availability_rejects_missing_budget_and_overlap(wasm_docs):
+    docs = [d for d in copy.deepcopy(wasm_docs) if d["metadata"]["name"] != "webnodb" or d["kind"] != "PodDisruptionBudget"]
+    assert any("SpinApp/webnodb: 0 PodDisruptionBudgets" in p for p in kc.availability_problems(docs))
+    docs = copy.deepcopy(wasm_docs)
+    # a budget selecting every web pod spans two workloads
+    del _first(docs, "PodDisruptionBudget", "webdb")["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+    assert any("PodDisruptionBudget/webdb: selector must match the pods of exactly one workload" in p
+               for p in kc.selector_problems(docs))
+
+
+def test_availability_rejects_bad_rollout_and_spread(container_docs):
+    docs = copy.deepcopy(container_docs)
+    dep = _first(docs, "Deployment", "webdb")
+    del dep["spec"]["minReadySeconds"]
+    pod = dep["spec"]["template"]["spec"]
+    pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] = 30
+    pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]["app.kubernetes.io/name"] = "webnodb"
+    del _first(docs, "Deployment", "webnodb")["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    problems = "\n".join(kc.availability_problems(docs))
+    for expected in ("Deployment/webdb: no minReadySeconds", "preStop sleep 30s >= grace period 30s",
+                     "Deployment/webdb: the kubernetes.io/hostname spread constraint's labelSelector",
+                     "Deployment/webnodb: 3 pods but no topologySpreadConstraint"):
+        assert expected in problems, expected

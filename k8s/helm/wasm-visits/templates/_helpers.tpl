@@ -77,6 +77,9 @@ same settings in the cluster. values.schema.json checks the types. */}}
 {{- fail "mongo.auth.keyfile must be 6-1024 base64 characters in replicaset mode" -}}
 {{- end -}}
 {{- end -}}
+{{- if le (int $v.rollout.terminationGracePeriodSeconds) (add (int $v.rollout.preStopSleepSeconds) 10) -}}
+{{- fail "rollout.terminationGracePeriodSeconds must exceed rollout.preStopSleepSeconds + 10 (visits-native's graceful shutdown)" -}}
+{{- end -}}
 {{- if and (eq $v.edition "wasm") (not $v.spin.runtimeClassName) -}}
 {{- fail "spin.runtimeClassName is required for the wasm edition" -}}
 {{- end -}}
