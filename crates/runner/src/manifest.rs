@@ -500,7 +500,8 @@ pub fn parse(
         raw.variables.iter().map(|(k, d)| (k.as_str(), d)),
         cli_vars,
         env,
-    )?;
+    )
+    .map_err(|e| src.err(e))?;
     let component_ids: Vec<String> = raw.component.keys().map(|k| k.to_string()).collect();
     let mut components = BTreeMap::new();
     for (id, c) in raw.component {
