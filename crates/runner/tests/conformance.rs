@@ -6,11 +6,9 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A refused manifest must be refused before any component is compiled: this is generous for a
@@ -144,31 +142,6 @@ fn command(case: &Case, state: &Path) -> Command {
         cmd.env(k, v);
     }
     cmd
-}
-
-/// Collects stderr; sends the address once "listening on http://ADDR" appears.
-fn watch_stderr(
-    child: &mut Child,
-) -> (
-    Arc<Mutex<String>>,
-    mpsc::Receiver<String>,
-    std::thread::JoinHandle<()>,
-) {
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let l = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("listening on http://") {
-                let _ = tx.send(a.trim().to_string());
-            }
-            let mut g = l.lock().unwrap();
-            g.push_str(&line);
-            g.push('\n');
-        }
-    });
-    (log, rx, reader)
 }
 
 /// Polls `cond` for up to a second (log lines are written just after the response).

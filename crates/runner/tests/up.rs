@@ -36,20 +36,7 @@ impl Runner {
     fn start(args: &[&str]) -> Runner {
         fixture_wasm();
         let mut child = Self::command(args).spawn().expect("spawn visits-runner");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(a) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(a.trim().to_string());
-                }
-                let mut g = l.lock().unwrap();
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
+        let (log, rx, _) = watch_stderr(&mut child);
         let stdout = child.stdout.take().unwrap();
         let l = log.clone();
         std::thread::spawn(move || {

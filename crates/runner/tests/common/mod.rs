@@ -2,11 +2,11 @@
 //! fixture's .wasm (built when missing or stale), a shared compile cache, temp dirs, a GET.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::process::{Child, Command};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub fn root() -> PathBuf {
@@ -117,4 +117,30 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> (u16, String
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Collects the runner's stderr into a shared log; sends the address once
+/// "listening on http://ADDR" appears. The handle ends when the runner's stderr closes.
+pub fn watch_stderr(
+    child: &mut Child,
+) -> (
+    Arc<Mutex<String>>,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let l = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(a.trim().to_string());
+            }
+            let mut g = l.lock().unwrap();
+            g.push_str(&line);
+            g.push('\n');
+        }
+    });
+    (log, rx, reader)
 }
