@@ -377,12 +377,8 @@ pub fn parse(
         }
     }
 
-    let declared: HashMap<String, String> = raw
-        .variables
-        .keys()
-        .map(|k| (k.to_string(), String::new()))
-        .collect();
-    let unknown = |t: &Template| t.unknown_variables(&declared).next().map(str::to_string);
+    let declared = |v: &str| raw.variables.keys().any(|k| k.as_str() == v);
+    let unknown = |t: &Template| t.unknown_variables(declared).next().map(str::to_string);
     for (id, c) in &raw.component {
         let at_source = c.source.span();
         match c.source.get_ref() {

@@ -75,9 +75,9 @@ impl Template {
     /// The expressions that name no declared application variable.
     pub fn unknown_variables<'a>(
         &'a self,
-        declared: &'a HashMap<String, String>,
+        is_declared: impl Fn(&str) -> bool + 'a,
     ) -> impl Iterator<Item = &'a str> {
-        self.variables().filter(|v| !declared.contains_key(*v))
+        self.variables().filter(move |v| !is_declared(v))
     }
 
     pub fn resolve(&self, values: &HashMap<String, String>) -> Result<String> {
@@ -230,7 +230,11 @@ mod tests {
         assert!(Template::parse("x }} y").unwrap().is_literal());
         // expressions are not names: an unknown one is reported by unknown_variables
         let t = Template::parse("{{ Bad }}").unwrap();
-        assert_eq!(t.unknown_variables(&vals).collect::<Vec<_>>(), ["Bad"]);
+        assert_eq!(
+            t.unknown_variables(|v| vals.contains_key(v))
+                .collect::<Vec<_>>(),
+            ["Bad"]
+        );
     }
 
     #[test]
