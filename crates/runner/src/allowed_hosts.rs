@@ -1,8 +1,10 @@
-//! `allowed_outbound_hosts` with Spin 3.6's syntax and matching rules:
-//! `scheme://host[:port]`, `*` for any scheme/host/port, `*.domain` subdomain wildcards,
-//! `*.spin.internal` (expanded to every component of the app), CIDR blocks, port ranges
-//! `a..b` (end exclusive), and the scheme's well-known port when none is given.
+//! `allowed_outbound_hosts` with Spin 3.6.3's syntax and matching rules
+//! (`crates/outbound-networking-config/src/allowed_hosts.rs`): `scheme://host[:port]`, `*` for
+//! any scheme/host/port, `*.domain` subdomain wildcards, `*.spin.internal` (expanded to every
+//! component of the app), CIDR blocks, port ranges `a..b` (end exclusive), the scheme's
+//! well-known port when none is given, `{{ var }}` templates resolved at start.
 
+use crate::variables::Template;
 use anyhow::{anyhow, bail, Context as _, Result};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -12,6 +14,7 @@ pub const SERVICE_CHAINING_SUFFIX: &str = ".spin.internal";
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum SchemeCfg {
     Any,
+    /// Compared as written: Spin does not lower-case it, so `HTTP://...` never matches.
     One(String),
 }
 
@@ -20,8 +23,7 @@ enum HostCfg {
     Any,
     /// `*.example.com`, stored as `.example.com`.
     AnySubdomain(String),
-    Domain(String),
-    Ip(IpAddr),
+    Literal(url::Host),
     Cidr(IpNet),
     /// `self`: relative URLs (not used by wasi:http outbound here, kept for parsing).
     ToSelf,
@@ -30,7 +32,8 @@ enum HostCfg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum PortCfg {
     Any,
-    List(Vec<(u16, u16)>), // inclusive start, exclusive end (a single port p is (p, p+1))
+    /// Inclusive start, exclusive end (a single port p is (p, p+1)).
+    Range(u32, u32),
 }
 
 /// One parsed `allowed_outbound_hosts` entry.
@@ -65,47 +68,35 @@ fn split_host_port(hostport: &str) -> (&str, &str) {
     hostport.rsplit_once(':').unwrap_or((hostport, ""))
 }
 
+const LEARN_MORE: &str =
+    "Learn more: https://spinframework.dev/v3/http-outbound#granting-http-permissions-to-components";
+
 impl AllowedHost {
+    /// Parse one entry the way Spin does: the port is what follows the *last* ':' (so an IPv6
+    /// host needs a port: `http://[::1]:80`), then the scheme, then the host.
     pub fn parse(entry: &str) -> Result<Self> {
         let original = entry.to_string();
         let url = entry.trim();
         let Some((scheme, rest)) = url.split_once("://") else {
             match url {
-                "*" | ":" | "" | "?" => bail!("{url:?} is not an allowed outbound host format: hosts must be in the form <scheme>://<host>[:<port>], with '*' wildcards allowed for each ('*://*:*' allows everything)"),
-                _ => bail!("{url:?} does not contain a scheme (e.g., 'http://' or '*://')"),
+                "*" | ":" | "" | "?" => bail!("{url:?} is not an allowed outbound host format: hosts must be in the form <scheme>://<host>[:<port>], with '*' wildcards allowed for each; '*://*:*' allows all outbound networking (and obviates all network sandboxing). {LEARN_MORE}"),
+                _ => bail!("{url:?} does not contain a scheme (e.g., 'http://' or '*://'). {LEARN_MORE}"),
             }
         };
-        // A path is not allowed (a lone trailing '/' is).
-        let (hostport, path) = match rest.find('/') {
-            // CIDR blocks contain a '/': only treat it as a path when what follows is not digits.
-            Some(i)
-                if !rest[i + 1..]
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .chars()
-                    .all(|c| c.is_ascii_digit())
-                    || rest[i + 1..].is_empty() =>
-            {
-                (&rest[..i], &rest[i + 1..])
+        let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
+        let port = match port.split_once('/') {
+            Some((_, path)) if !path.is_empty() => {
+                bail!("{url:?} has a path but is not allowed to")
             }
-            _ => (rest, ""),
+            Some((port, _)) => port,
+            None => port,
         };
-        if !path.is_empty() {
-            bail!("{url:?} has a path but is not allowed to");
-        }
-        let (host, port) = split_host_port(hostport);
         let port = Self::parse_port(port, scheme)
-            .with_context(|| format!("invalid allowed host port {port:?} in {url:?}"))?;
-        let scheme = if scheme == "*" {
-            SchemeCfg::Any
-        } else if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphabetic()) {
-            bail!("invalid allowed host scheme {scheme:?} in {url:?}: only alphabetic characters are allowed");
-        } else {
-            SchemeCfg::One(scheme.to_ascii_lowercase())
-        };
-        let host = Self::parse_host(host)
-            .with_context(|| format!("invalid allowed host {host:?} in {url:?}"))?;
+            .with_context(|| format!("Invalid allowed host port {port:?}"))?;
+        let scheme = Self::parse_scheme(scheme)
+            .with_context(|| format!("Invalid allowed host scheme {scheme:?}"))?;
+        let host =
+            Self::parse_host(host).with_context(|| format!("Invalid allowed host {host:?}"))?;
         Ok(Self {
             original,
             scheme,
@@ -114,12 +105,25 @@ impl AllowedHost {
         })
     }
 
+    fn parse_scheme(scheme: &str) -> Result<SchemeCfg> {
+        if scheme == "*" {
+            return Ok(SchemeCfg::Any);
+        }
+        if scheme.starts_with('{') {
+            bail!("scheme lists are not supported");
+        }
+        if scheme.chars().any(|c| !c.is_alphabetic()) {
+            bail!("only alphabetic characters are allowed");
+        }
+        Ok(SchemeCfg::One(scheme.to_string()))
+    }
+
     fn parse_port(port: &str, scheme: &str) -> Result<PortCfg> {
         if port.is_empty() {
             let p = well_known_port(scheme).ok_or_else(|| {
                 anyhow!("no port was provided and the scheme {scheme:?} does not have a known default port number")
             })?;
-            return Ok(PortCfg::List(vec![(p, p.saturating_add(1))]));
+            return Ok(PortCfg::Range(p.into(), u32::from(p) + 1));
         }
         if port == "*" {
             return Ok(PortCfg::Any);
@@ -128,18 +132,16 @@ impl AllowedHost {
             bail!("port lists are not yet supported");
         }
         if let Some((a, b)) = port.split_once("..") {
-            let a: u16 = a
-                .parse()
-                .with_context(|| format!("port range {port:?} contains non-number"))?;
-            let b: u16 = b
-                .parse()
-                .with_context(|| format!("port range {port:?} contains non-number"))?;
-            return Ok(PortCfg::List(vec![(a, b)]));
+            let num = |s: &str| {
+                s.parse::<u16>()
+                    .with_context(|| format!("port range {port:?} contains non-number"))
+            };
+            return Ok(PortCfg::Range(num(a)?.into(), num(b)?.into()));
         }
         let p: u16 = port
             .parse()
             .with_context(|| format!("port {port:?} is not a number"))?;
-        Ok(PortCfg::List(vec![(p, p.saturating_add(1))]))
+        Ok(PortCfg::Range(p.into(), u32::from(p) + 1))
     }
 
     fn parse_host(host: &str) -> Result<HostCfg> {
@@ -151,13 +153,13 @@ impl AllowedHost {
             return Ok(HostCfg::ToSelf);
         }
         if host.starts_with('{') {
+            if !host.ends_with('}') {
+                bail!("unterminated host list");
+            }
             bail!("host lists are not yet supported");
         }
         if let Ok(net) = host.parse::<IpNet>() {
             return Ok(HostCfg::Cidr(net.trunc()));
-        }
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(HostCfg::Ip(ip));
         }
         let host = host.trim_end_matches('/');
         if host.contains('/') {
@@ -167,22 +169,12 @@ impl AllowedHost {
             if domain.contains('*') {
                 bail!("wildcards are allowed only as prefixes");
             }
-            return Ok(HostCfg::AnySubdomain(format!(
-                ".{}",
-                domain.to_ascii_lowercase()
-            )));
+            return Ok(HostCfg::AnySubdomain(format!(".{domain}")));
         }
         if host.contains('*') {
             bail!("wildcards are allowed only as subdomains");
         }
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-        {
-            bail!("not a valid host name");
-        }
-        Ok(HostCfg::Domain(host.to_ascii_lowercase()))
+        Ok(HostCfg::Literal(url::Host::parse(host)?))
     }
 
     fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
@@ -190,20 +182,27 @@ impl AllowedHost {
             SchemeCfg::Any => true,
             SchemeCfg::One(s) => s == scheme,
         };
-        let ip = host.parse::<IpAddr>().ok();
-        let host_l = host.to_ascii_lowercase();
-        let host_ok = match (&self.host, ip) {
+        // Spin parses the destination host as a URL host: IPv6 in brackets, domains lower-cased.
+        let parsed = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => url::Host::Ipv4(ip),
+            Ok(IpAddr::V6(ip)) => url::Host::Ipv6(ip),
+            Err(_) => match url::Host::parse(host) {
+                Ok(h) => h,
+                Err(_) => return false,
+            },
+        };
+        let host_ok = match (&self.host, &parsed) {
             (HostCfg::Any, _) => true,
-            (HostCfg::AnySubdomain(suffix), None) => host_l.ends_with(suffix.as_str()),
-            (HostCfg::Domain(d), None) => *d == host_l,
-            (HostCfg::Ip(a), Some(b)) => *a == b,
-            (HostCfg::Cidr(net), Some(b)) => net.contains(&b),
+            (HostCfg::AnySubdomain(suffix), url::Host::Domain(d)) => d.ends_with(suffix.as_str()),
+            (HostCfg::Literal(l), h) => l == h,
+            (HostCfg::Cidr(net), url::Host::Ipv4(ip)) => net.contains(&IpAddr::V4(*ip)),
+            (HostCfg::Cidr(net), url::Host::Ipv6(ip)) => net.contains(&IpAddr::V6(*ip)),
             _ => false,
         };
         let port_ok = match &self.port {
             PortCfg::Any => true,
-            PortCfg::List(l) => match port.or_else(|| well_known_port(scheme)) {
-                Some(p) => l.iter().any(|(a, b)| p >= *a && p < *b),
+            PortCfg::Range(a, b) => match port.or_else(|| well_known_port(scheme)) {
+                Some(p) => (*a..*b).contains(&u32::from(p)),
                 None => false,
             },
         };
@@ -214,6 +213,28 @@ impl AllowedHost {
 impl std::fmt::Display for AllowedHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.original)
+    }
+}
+
+/// An `allowed_outbound_hosts` entry as written in the manifest: checked while the TOML is read
+/// when it is literal, kept as a template (resolved at start) otherwise.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct HostEntry {
+    pub template: Template,
+}
+
+impl TryFrom<String> for HostEntry {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "insecure:allow-all" {
+            return Err("'insecure:allow-all' is not allowed - use '*://*:*' instead if you really want to allow all outbound traffic".into());
+        }
+        let template = Template::parse(&s).map_err(|e| e.to_string())?;
+        if template.is_literal() {
+            AllowedHost::parse(&s).map_err(|e| format!("{e:#}"))?;
+        }
+        Ok(Self { template })
     }
 }
 
@@ -283,7 +304,9 @@ impl AllowedHosts {
                 HostCfg::AnySubdomain(s) if s == SERVICE_CHAINING_SUFFIX => {
                     for c in component_ids {
                         let mut hh = h.clone();
-                        hh.host = HostCfg::Domain(format!("{c}{SERVICE_CHAINING_SUFFIX}"));
+                        hh.host = HostCfg::Literal(url::Host::Domain(format!(
+                            "{c}{SERVICE_CHAINING_SUFFIX}"
+                        )));
                         hosts.push(hh);
                     }
                 }
@@ -399,6 +422,46 @@ mod tests {
             );
         }
         assert!(AllowedHost::parse("http://example.com/").is_ok());
+    }
+
+    #[test]
+    fn spins_own_parse_cases() {
+        // crates/outbound-networking-config/src/allowed_hosts.rs tests
+        for ok in [
+            "http://spin.fermyon.dev",
+            "http://spin.fermyon.dev/",
+            "http://spin.fermyon.dev:4444/",
+            "http://spin.fermyon.dev:4444..5555",
+            "*://spin.fermyon.dev:7777",
+            "http://self",
+            "http://localhost:3001",
+            "http://*.example.com",
+            "http://192.168.1.1:3002",
+            "http://[::1]:8001",
+            "*://127.0.0.0/24:80",
+            "*://ff00::/8:80",
+            "*://*:*",
+        ] {
+            AllowedHost::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e:#}"));
+        }
+        for bad in [
+            "spin.fermyon.dev",
+            "spin.fermyon.dev:80",
+            "localhost",
+            "http://[::1]",
+            "*://127.0.0.0/24",
+            "http://spin.fermyon.dev/a",
+            "http://spin.fermyon.dev:6666/a/b",
+            "http://*.fermyon.dev/a",
+            "HTTP://example.com",
+        ] {
+            assert!(AllowedHost::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        let h = hosts(&["*://127.0.0.1/24:63551"]);
+        assert!(h.allows_url("tcp://127.0.0.1:63551", "tcp"));
+        // the scheme is compared as written
+        let upper = hosts(&["HTTP://example.com:80"]);
+        assert!(!upper.allows_url("http://example.com/", "http"));
     }
 
     #[test]

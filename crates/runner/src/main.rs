@@ -3,6 +3,7 @@
 
 mod allowed_hosts;
 mod host;
+mod ids;
 mod manifest;
 mod routes;
 mod runtime;

@@ -2,7 +2,10 @@
 //! specific matching route wins (segment by segment: literal > `:param` > wildcard, and an exact
 //! route beats a wildcard with the same prefix).
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+
+/// Routes under this prefix are answered by the host (Spin: `WELL_KNOWN_PREFIX`).
+pub const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
@@ -78,13 +81,32 @@ impl Route {
             (based_route.as_str(), false)
         };
         let mut segs = Vec::new();
+        let bad = |why: String| {
+            anyhow::anyhow!(
+                "Error parsing route {based_route} associated with component {component}: {why}"
+            )
+        };
         for s in prefix.split('/').filter(|s| !s.is_empty()) {
+            // Spin's route parser (routefinder 0.5, via crates/routes/src/lib.rs) splits
+            // segments at '/' and '.': a named wildcard and an unnamed param are errors.
+            for piece in s.split('.') {
+                if piece.len() > 1 && piece.starts_with('*') {
+                    return Err(bad(format!("since there can only be one wildcard, it doesn't need a name. replace `{piece}` with `*`")));
+                }
+                if piece == ":" {
+                    return Err(bad("params must be named".into()));
+                }
+            }
+            // Stricter than Spin, which accepts these but then cannot route them as written
+            // (a mid-route `*` panics its router; `...` and `.` in params are split at '.').
             if s.contains("...") || s.contains('*') {
-                bail!("invalid route {raw:?} for component {component:?}: a wildcard may only end the route, as '/...'");
+                return Err(bad("a wildcard may only end the route, as '/...' (visits-runner refuses a mid-route wildcard, which Spin cannot route)".into()));
             }
             if let Some(name) = s.strip_prefix(':') {
-                if name.is_empty() {
-                    bail!("invalid route {raw:?} for component {component:?}: empty ':' parameter");
+                if name.contains('.') {
+                    return Err(bad(format!(
+                        "visits-runner does not support a '.' after a ':param' (`{s}`)"
+                    )));
                 }
                 segs.push(Seg::Param(name.to_string()));
             } else {
@@ -135,21 +157,36 @@ pub struct Router {
 impl Router {
     /// Build from `(route, component)` pairs in manifest order. A later duplicate route replaces
     /// an earlier one (as in Spin); the replaced pairs are returned for a warning.
+    #[cfg(test)]
     pub fn build<'a>(
         base: &str,
         routes: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(Self, Vec<(String, String)>)> {
+        let parsed = routes
+            .into_iter()
+            .map(|(raw, comp)| Route::parse(base, raw, comp))
+            .collect::<Result<Vec<_>>>()?;
+        let (router, replaced) = Self::from_routes(parsed);
+        Ok((
+            router,
+            replaced.into_iter().map(|(r, c, _)| (r, c)).collect(),
+        ))
+    }
+
+    /// Build from parsed routes in manifest order. A later duplicate (same route as written)
+    /// replaces an earlier one, as in Spin (crates/routes/src/lib.rs); the replaced ones are
+    /// returned as (route, replaced component, effective component) for a warning.
+    pub fn from_routes(routes: Vec<Route>) -> (Self, Vec<(String, String, String)>) {
         let mut out: Vec<Route> = Vec::new();
         let mut replaced = Vec::new();
-        for (raw, comp) in routes {
-            let r = Route::parse(base, raw, comp)?;
+        for r in routes {
             if let Some(pos) = out.iter().position(|o| o.raw == r.raw) {
                 let old = out.remove(pos);
-                replaced.push((old.raw, old.component));
+                replaced.push((old.based, old.component, r.component.clone()));
             }
             out.push(r);
         }
-        Ok((Self { routes: out }, replaced))
+        (Self { routes: out }, replaced)
     }
 
     pub fn routes(&self) -> &[Route] {
