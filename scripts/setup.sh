@@ -8,7 +8,8 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 
 # Servers and tools the end-to-end, browser and benchmark runs start on loopback.
-apt_packages=(redis-server redis-tools chromium wrk)
+# nginx and prometheus (with promtool): the local replicas and drills (make replicas, make drill).
+apt_packages=(redis-server redis-tools chromium wrk nginx prometheus)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,8 +19,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The packages start a system redis on 6379; the tests start their own on free ports.
-$sudo service redis-server stop >/dev/null 2>&1 || true
+# The packages may start system services (redis on 6379, nginx on 80, prometheus on 9090):
+# stop and disable them; the tests and scripts/replicas.py start their own from generated configs.
+for svc in redis-server nginx prometheus; do
+    $sudo service "$svc" stop >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
 
 # nx-27017: a MongoDB wire-protocol server (SQLite-backed) for the recorder's tests; plus the
 # manifest validators.
