@@ -53,7 +53,10 @@ pub fn router(app: Arc<App>, log: bool) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), measure))
         // Added after the layer: scrapes are not app traffic.
-        .route("/metrics", get(metrics).head(not_allowed).fallback(not_allowed))
+        .route(
+            "/metrics",
+            get(metrics).head(not_allowed).fallback(not_allowed),
+        )
         .with_state(app);
     if log {
         router.layer(middleware::from_fn(log_request))

@@ -12,13 +12,13 @@
 use crate::runtime::{text_response, ExecError};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
-use std::sync::Arc;
-use tokio::net::TcpListener;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
 use visits_metrics::{Backend, Edition, Metrics};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 

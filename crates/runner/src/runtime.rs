@@ -471,7 +471,9 @@ impl Runtime {
                 .map_err(|e| ExecError::Internal(fmt_err(e)))?;
             Ok::<_, ExecError>((proxy, req, out, rx))
         };
-        let (proxy, req_res, out, rx) = fut.await.inspect_err(|e| self.metrics.failure(component, e))?;
+        let (proxy, req_res, out, rx) = fut
+            .await
+            .inspect_err(|e| self.metrics.failure(component, e))?;
         let handle = tokio::spawn(async move {
             let _permit = permit;
             proxy

@@ -758,7 +758,11 @@ fn admin_listener_counts_instances_and_their_failures() {
     };
     let admin_arg = admin.to_string();
     let r = start_fixture(&["--request-timeout", "1s", "--admin-listen", &admin_arg]);
-    assert!(r.wait_log(&format!("metrics on http://{admin}/metrics")), "{}", r.log());
+    assert!(
+        r.wait_log(&format!("metrics on http://{admin}/metrics")),
+        "{}",
+        r.log()
+    );
     assert_eq!(r.get("/hello").0, 200);
     assert_eq!(r.get("/trap").0, 500);
     assert_eq!(r.get("/loop").0, 504);

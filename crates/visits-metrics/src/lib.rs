@@ -263,7 +263,7 @@ mod tests {
                 1.0,
             ),
             (
-                r#"visits_http_request_duration_seconds_bucket{le="10.0",route="/"}"#,
+                r#"visits_http_request_duration_seconds_bucket{route="/",le="10"}"#,
                 1.0,
             ),
             ("visits_http_requests_in_flight", 0.0),
@@ -275,16 +275,19 @@ mod tests {
                 r#"visits_backend_requests_total{backend="recorder",outcome="error"}"#,
                 1.0,
             ),
-            (
-                r#"visits_build_info{edition="native",version="v7"}"#,
-                1.0,
-            ),
+            (r#"visits_build_info{edition="native",version="v7"}"#, 1.0),
         ] {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
         }
         // A request dropped before it was answered is not counted.
-        assert!(!text.contains("BREW") && !text.contains(r#"route="/healthz""#), "{text}");
-        assert!(text.contains("# TYPE visits_http_requests_total counter"), "{text}");
+        assert!(
+            !text.contains("BREW") && !text.contains(r#"route="/healthz""#),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE visits_http_requests_total counter"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE visits_http_request_duration_seconds histogram"));
     }
 }

@@ -497,7 +497,14 @@ fn listening_sockets(pid: u32) -> usize {
         .collect();
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
-        .flat_map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().skip(1).map(String::from).collect::<Vec<_>>())
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .filter(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             cols.get(3) == Some(&"0A") && cols.get(9).is_some_and(|i| inodes.contains(*i))
@@ -516,6 +523,10 @@ fn runner_admin_listener_is_off_by_default_wasm() {
     drop(app);
     let state = TempDir::new("state");
     let app = App::start_with_metrics(Edition::Wasm, &[], &state.0);
-    assert_eq!(listening_sockets(app.pid()), 2, "the app's and the admin listener");
+    assert_eq!(
+        listening_sockets(app.pid()),
+        2,
+        "the app's and the admin listener"
+    );
     assert!(app.metrics().value("visits_http_requests_in_flight") == 0.0);
 }
