@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-browser test-k8s lint bench diagrams clean
+.PHONY: setup wasm build up test test-unit test-browser test-k8s test-drill lint bench diagrams clean replicas drill
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -30,8 +30,22 @@ test-browser: wasm
 test-k8s:
 	scripts/validate-k8s.sh
 
-## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests
-test: lint test-unit test-browser test-k8s
+# The short drills (scripts/drill.py), both editions: 3 replicas behind nginx under load.
+test-drill: wasm
+	@test -x target/release/visits-runner -a -x target/release/visits-native || $(MAKE) build
+	scripts/drill.py --edition wasm
+	scripts/drill.py --edition native
+
+## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests,
+## drills
+test: lint test-unit test-browser test-k8s test-drill
+
+EDITION ?= wasm
+replicas: build   ## N replicas (default 3, N=5) behind nginx, Redis, nx-27017, Prometheus; EDITION=native
+	scripts/replicas.py --edition $(EDITION) $(if $(N),--replicas $(N))
+
+drill: build      ## the long-form drills under load (EDITION=native, N=); prints the table
+	scripts/drill.py --long --edition $(EDITION) $(if $(N),--replicas $(N))
 
 diagrams:         ## render docs/diagrams/*.dot to SVG (Graphviz); commit the SVGs
 	scripts/render-diagrams.sh

@@ -8,9 +8,9 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 
 # Servers and tools the end-to-end, browser and benchmark runs start on loopback.
-# prometheus: promtool checks/tests monitoring/alerts.yml; graphviz: `dot` renders docs/diagrams;
-# shellcheck: lints the cluster drill scripts (ops/cluster).
-apt_packages=(redis-server redis-tools chromium wrk prometheus graphviz shellcheck)
+# prometheus (with promtool): checks/tests monitoring/alerts.yml and scrapes the local replicas;
+# graphviz: `dot` renders docs/diagrams; shellcheck: lints ops/cluster; nginx: the local replicas.
+apt_packages=(redis-server redis-tools chromium wrk nginx prometheus graphviz shellcheck)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,10 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The packages start a system redis on 6379; the tests start their own on free ports.
-$sudo service redis-server stop >/dev/null 2>&1 || true
-# Debian's prometheus package starts a server on :9090; tests and drills start their own.
-$sudo service prometheus stop >/dev/null 2>&1 || true
+# The packages may start system services (redis on 6379, nginx on 80, prometheus on 9090):
+# stop and disable them; the tests and scripts/replicas.py start their own from generated configs.
+for svc in redis-server nginx prometheus; do
+    $sudo service "$svc" stop >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done
 
 # nx-27017: a MongoDB wire-protocol server (SQLite-backed) for the recorder's tests; plus the
 # manifest validators.

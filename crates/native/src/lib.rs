@@ -29,6 +29,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// use, so a backend that is down at startup degrades the page instead of stopping the server.
 pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
     Ok(Arc::new(App {
+        metrics: visits_metrics::Metrics::new(
+            visits_metrics::Edition::Native,
+            &settings.page.version,
+        ),
         page: settings.page.clone(),
         counter: Counter::new(&settings.counter)?,
         recorder: Recorder::new(&settings.records)?,

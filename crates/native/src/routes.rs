@@ -5,6 +5,7 @@
 //!   `x-visits-degraded` naming any part that failed.
 //! - `GET /healthz`: readiness, 200 or 503 (visits-core's HealthReport).
 //! - `GET /.well-known/spin/health`: liveness, 200 "OK" as Spin answers it.
+//! - `GET /metrics`: Prometheus metrics (monitoring/README.md); itself not counted.
 //! - Anything else: 404 (unknown path) or 405 (`/`, `/healthz` with another method), JSON.
 
 use std::net::SocketAddr;
@@ -24,12 +25,14 @@ use visits_core::health::HealthReport;
 use visits_core::page::{wants_json, PageView, Section, DEGRADED_HEADER};
 use visits_core::record::NewVisit;
 use visits_core::UtcTime;
+use visits_metrics::{Backend, Metrics};
 
 use crate::counter::Counter;
 use crate::recorder::Recorder;
 
 /// What every request shares: settings read once at startup and the (pooled) backends.
 pub struct App {
+    pub metrics: Metrics,
     pub page: PageSettings,
     pub counter: Counter,
     /// `None` when `records_backend = "off"`.
@@ -48,12 +51,38 @@ pub fn router(app: Arc<App>, log: bool) -> Router {
         )
         .route("/.well-known/spin/health", any(liveness))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), measure))
+        // Added after the layer: scrapes are not app traffic.
+        .route(
+            "/metrics",
+            get(metrics).head(not_allowed).fallback(not_allowed),
+        )
         .with_state(app);
     if log {
         router.layer(middleware::from_fn(log_request))
     } else {
         router
     }
+}
+
+async fn measure(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let served = app
+        .metrics
+        .request(request.method().as_str(), request.uri().path());
+    let response = next.run(request).await;
+    served.done(response.status().as_u16());
+    response
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, visits_metrics::CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        app.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn index(
@@ -70,7 +99,9 @@ async fn index(
     };
     let ip = client_ip(origin, app.page.trust_forwarded_for);
     let count = async {
-        match app.counter.increment(&app.page.counter_key).await {
+        let result = app.counter.increment(&app.page.counter_key).await;
+        app.metrics.backend_call(Backend::Counter, result.is_ok());
+        match result {
             Ok(n) => Section::Ready(n),
             Err(e) => unavailable("counter", e),
         }
@@ -83,10 +114,11 @@ async fn index(
             client_ip,
             page: "/".into(),
         });
-        match recorder
+        let result = recorder
             .record_and_list(visit, app.page.records_limit)
-            .await
-        {
+            .await;
+        app.metrics.backend_call(Backend::Recorder, result.is_ok());
+        match result {
             Ok(records) => Section::Ready(records),
             Err(e) => unavailable("recorder", e),
         }

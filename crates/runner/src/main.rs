@@ -5,6 +5,7 @@ mod allowed_hosts;
 mod host;
 mod ids;
 mod manifest;
+mod metrics;
 mod routes;
 mod runtime;
 mod server;
@@ -85,6 +86,10 @@ struct UpArgs {
     /// Also sizes the instance pool: each request may chain to 3 more components.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     max_concurrent_requests: u32,
+    /// Serve Prometheus metrics on GET /metrics at this address (e.g. 127.0.0.1:9101),
+    /// apart from the app's routes. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
 }
 
 /// The user's cache directory for compiled components, where Spin (through wasmtime's cache)
@@ -156,6 +161,18 @@ fn main() {
     }
 }
 
+async fn bind(addr: &str, flag: &str) -> Result<tokio::net::TcpListener> {
+    let listen: std::net::SocketAddr = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("invalid {flag} address {addr:?}"))?
+        .next()
+        .ok_or_else(|| anyhow!("invalid {flag} address {addr:?}"))?;
+    let std_listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
+    std_listener.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(std_listener)?)
+}
+
 async fn up(args: UpArgs) -> Result<()> {
     let t0 = Instant::now();
     let manifest_path = if args.file.is_dir() {
@@ -177,16 +194,12 @@ async fn up(args: UpArgs) -> Result<()> {
             );
         }
     }
-    let listen: std::net::SocketAddr = tokio::net::lookup_host(&args.listen)
-        .await
-        .with_context(|| format!("invalid --listen address {:?}", args.listen))?
-        .next()
-        .ok_or_else(|| anyhow!("invalid --listen address {:?}", args.listen))?;
-    let std_listener = std::net::TcpListener::bind(listen)
-        .map_err(|e| anyhow!("cannot listen on {listen}: {e}"))?;
-    std_listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let listener = bind(&args.listen, "--listen").await?;
     let local = listener.local_addr()?;
+    let admin = match &args.admin_listen {
+        Some(addr) => Some(bind(addr, "--admin-listen").await?),
+        None => None,
+    };
 
     let state_dir = args
         .state_dir
@@ -272,11 +285,19 @@ async fn up(args: UpArgs) -> Result<()> {
         });
         components.insert(c.id.clone(), runtime::LoadedComponent { pre, ctx });
     }
+    // visits_build_info's version: the app's `version` variable, as the page shows it.
+    let version = app
+        .components
+        .values()
+        .find_map(|c| c.variables.get("version"))
+        .map_or("", String::as_str);
+    let metrics = Arc::new(metrics::RunnerMetrics::new(version));
     let rt = Arc::new(runtime::Runtime::new(
         engine.clone(),
         components,
         opts,
         Arc::new(shared),
+        metrics.clone(),
     ));
 
     // Epoch ticker: drives request deadlines and lets busy guests yield.
@@ -297,6 +318,10 @@ async fn up(args: UpArgs) -> Result<()> {
     }
     eprintln!("ready in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
     eprintln!("listening on http://{local}");
+    if let Some(admin) = admin {
+        eprintln!("metrics on http://{}/metrics", admin.local_addr()?);
+        tokio::spawn(metrics::serve_admin(admin, metrics));
+    }
     let server = Arc::new(server::Server {
         rt,
         router: app.router,

@@ -4,6 +4,7 @@
 
 use crate::allowed_hosts::{service_chaining_target, OutboundUrl};
 use crate::host::{ComponentCtx, Shared, State};
+use crate::metrics::RunnerMetrics;
 use crate::routes::RouteMatch;
 use crate::stdio::PrefixedOutput;
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -53,6 +54,7 @@ pub struct Runtime {
     pub components: HashMap<String, LoadedComponent>,
     pub opts: Options,
     pub shared: Arc<Shared>,
+    pub metrics: Arc<RunnerMetrics>,
     /// One permit per client request in execution; see [`Runtime::admit`].
     admission: Arc<tokio::sync::Semaphore>,
 }
@@ -335,6 +337,7 @@ impl Runtime {
         components: HashMap<String, LoadedComponent>,
         opts: Options,
         shared: Arc<Shared>,
+        metrics: Arc<RunnerMetrics>,
     ) -> Runtime {
         let admission = Arc::new(tokio::sync::Semaphore::new(
             opts.max_concurrent_requests as usize,
@@ -344,6 +347,7 @@ impl Runtime {
             components,
             opts,
             shared,
+            metrics,
             admission,
         }
     }
@@ -352,8 +356,14 @@ impl Runtime {
     /// the request deadline. Past the limit, requests queue instead of failing on an exhausted
     /// instance pool; a request that cannot start in time gets a 503.
     pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ExecError> {
+        if let Ok(permit) = self.admission.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
         let wait = self.admission.clone().acquire_owned();
-        match tokio::time::timeout(self.opts.request_timeout, wait).await {
+        self.metrics.admission_waiting.inc();
+        let waited = tokio::time::timeout(self.opts.request_timeout, wait).await;
+        self.metrics.admission_waiting.dec();
+        match waited {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(ExecError::Overloaded(self.opts.max_concurrent_requests)),
         }
@@ -440,6 +450,7 @@ impl Runtime {
             .ok_or_else(|| ExecError::Internal(format!("unknown component {component:?}")))?;
         let started = Instant::now();
         let timeout = self.opts.request_timeout;
+        self.metrics.instance(component);
         let mut store = self.new_store(comp);
         let fut = async {
             let proxy = comp
@@ -460,7 +471,9 @@ impl Runtime {
                 .map_err(|e| ExecError::Internal(fmt_err(e)))?;
             Ok::<_, ExecError>((proxy, req, out, rx))
         };
-        let (proxy, req_res, out, rx) = fut.await?;
+        let (proxy, req_res, out, rx) = fut
+            .await
+            .inspect_err(|e| self.metrics.failure(component, e))?;
         let handle = tokio::spawn(async move {
             let _permit = permit;
             proxy
@@ -471,7 +484,7 @@ impl Runtime {
         let abort = handle.abort_handle();
         let remaining = timeout.saturating_sub(started.elapsed()) + EPOCH_TICK * 5;
         let waited = tokio::time::timeout(remaining, rx).await;
-        match waited {
+        let result = match waited {
             Err(_) => {
                 abort.abort();
                 Err(ExecError::Timeout)
@@ -479,16 +492,20 @@ impl Runtime {
             Ok(Ok(Ok(resp))) => {
                 // The guest may still be streaming the body: bound it by the deadline too.
                 let id = component.to_string();
+                let metrics = self.metrics.clone();
                 tokio::spawn(async move {
                     let remaining = timeout.saturating_sub(started.elapsed()) + EPOCH_TICK * 5;
                     match tokio::time::timeout(remaining, handle).await {
                         Err(_) => {
                             abort.abort();
+                            metrics.failure(&id, &ExecError::Timeout);
                             eprintln!("[{id}] error after the response started: request deadline exceeded");
                         }
                         Ok(Ok(Ok(()))) => {}
                         Ok(Ok(Err(e))) => {
-                            eprintln!("[{id}] error after the response started: {}", classify(e))
+                            let e = classify(e);
+                            metrics.failure(&id, &e);
+                            eprintln!("[{id}] error after the response started: {e}")
                         }
                         Ok(Err(e)) => eprintln!("[{id}] guest task failed: {e}"),
                     }
@@ -508,7 +525,11 @@ impl Runtime {
                 )),
                 Err(e) => Err(ExecError::Internal(format!("guest task failed: {e}"))),
             },
+        };
+        if let Err(e) = &result {
+            self.metrics.failure(component, e);
         }
+        result
     }
 
     /// Outbound HTTP from a component: allow-list check, then service chaining or the network.
@@ -550,7 +571,10 @@ impl Runtime {
             let mut req = request;
             let chained_client: SocketAddr = "0.0.0.0:0".parse().unwrap();
             crate::server::set_spin_headers(&mut req, &m, chained_client, "http");
-            return match self.execute(&target, req, None).await {
+            let result = self.execute(&target, req, None).await;
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            self.metrics.chained_call(&target, &path, status);
+            return match result {
                 Ok(resp) => Ok((resp, Box::new(async { Ok(()) }))),
                 Err(e) => {
                     eprintln!("[{target}] chained request from {} failed: {e}", comp.id);

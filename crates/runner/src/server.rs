@@ -77,6 +77,7 @@ impl Server {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let served = self.rt.metrics.common.request(method.as_str(), &path);
         let mut component = String::new();
         let resp = if let Some(wk) = path.strip_prefix("/.well-known/spin/") {
             match wk {
@@ -130,6 +131,7 @@ impl Server {
             };
             eprintln!("{method} {path} {} {ms:.2}ms{via}", resp.status().as_u16());
         }
+        served.done(resp.status().as_u16());
         Ok(resp)
     }
 

@@ -670,3 +670,71 @@ fn allow_dns_enables_ip_name_lookup() {
         "{body}"
     );
 }
+
+/// The value of one series of a metrics exposition, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn admin_listener_counts_instances_and_their_failures() {
+    let admin: SocketAddr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let admin_arg = admin.to_string();
+    let r = start_fixture(&["--request-timeout", "1s", "--admin-listen", &admin_arg]);
+    assert!(
+        r.wait_log(&format!("metrics on http://{admin}/metrics")),
+        "{}",
+        r.log()
+    );
+    assert_eq!(r.get("/hello").0, 200);
+    assert_eq!(r.get("/trap").0, 500);
+    assert_eq!(r.get("/loop").0, 504);
+    let (status, text) = http_get(admin, "/metrics", Duration::from_secs(10));
+    assert_eq!(status, 200);
+    let series = |s: &str| metric(&text, s);
+    assert_eq!(
+        series(r#"runner_instances_total{component="misbehave"}"#),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(r#"runner_instance_failures_total{component="misbehave",kind="trap"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(r#"runner_instance_failures_total{component="misbehave",kind="timeout"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        series(r#"visits_http_requests_total{route="other",method="GET",status="504"}"#),
+        1.0,
+        "{text}"
+    );
+    // Only /metrics is served there.
+    assert_eq!(http_get(admin, "/hello", Duration::from_secs(10)).0, 404);
+}
+
+#[test]
+fn a_bad_admin_address_is_a_clear_startup_error() {
+    fixture_wasm();
+    let out = Runner::command(&[
+        "-f",
+        &manifest().display().to_string(),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "not-an-address",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid --admin-listen address"), "{err}");
+}

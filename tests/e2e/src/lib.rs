@@ -277,6 +277,9 @@ pub struct App {
     child: Child,
     pub edition: Edition,
     pub base: String,
+    /// Where its Prometheus metrics are: the native edition's own port, the runner's
+    /// `--admin-listen` address when [`App::start_with_metrics`] started it.
+    pub metrics_url: Option<String>,
     log: Arc<Mutex<String>>,
     agent: ureq::Agent,
 }
@@ -287,6 +290,21 @@ pub type Settings<'a> = &'a [(&'a str, &'a str)];
 impl App {
     /// Starts the edition with these settings; `state` holds the Wasm edition's embedded stores.
     pub fn start(edition: Edition, settings: Settings<'_>, state: &Path) -> App {
+        App::start_inner(edition, settings, state, None)
+    }
+
+    /// Like [`App::start`], with the runner's admin listener on a free port.
+    pub fn start_with_metrics(edition: Edition, settings: Settings<'_>, state: &Path) -> App {
+        let admin = format!("127.0.0.1:{}", free_port());
+        App::start_inner(edition, settings, state, Some(admin))
+    }
+
+    fn start_inner(
+        edition: Edition,
+        settings: Settings<'_>,
+        state: &Path,
+        admin: Option<String>,
+    ) -> App {
         let mut cmd = match edition {
             Edition::Wasm => {
                 let mut cmd = Command::new(binary("VISITS_RUNNER_BIN", "visits-runner"));
@@ -302,6 +320,9 @@ impl App {
                     .arg(repo_root().join("target/e2e-cache"));
                 for (k, v) in settings {
                     cmd.arg("--variable").arg(format!("{k}={v}"));
+                }
+                if let Some(admin) = &admin {
+                    cmd.args(["--admin-listen", admin]);
                 }
                 cmd
             }
@@ -355,10 +376,15 @@ impl App {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(30))
             .build();
+        let metrics_url = match edition {
+            Edition::Wasm => admin.map(|a| format!("http://{a}/metrics")),
+            Edition::Native => Some(format!("http://{addr}/metrics")),
+        };
         App {
             child,
             edition,
             base: format!("http://{addr}"),
+            metrics_url,
             log,
             agent,
         }
@@ -366,6 +392,32 @@ impl App {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The metrics exposition, checked by Prometheus's own parser (`promtool check metrics`).
+    pub fn metrics(&self) -> Metrics {
+        let url = self
+            .metrics_url
+            .as_deref()
+            .expect("started without metrics: use App::start_with_metrics");
+        let resp = self
+            .agent
+            .get(url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}\nlog:\n{}", self.log()));
+        assert_eq!(
+            resp.content_type(),
+            "text/plain",
+            "the text exposition format"
+        );
+        let mut text = String::new();
+        resp.into_reader().read_to_string(&mut text).unwrap();
+        promtool_check(&text);
+        Metrics(text)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -430,6 +482,48 @@ impl App {
 impl Drop for App {
     fn drop(&mut self) {
         stop(&mut self.child);
+    }
+}
+
+/// `promtool check metrics` (Debian `prometheus`): parses the exposition as a Prometheus
+/// server would and lints it; any complaint fails the test.
+fn promtool_check(text: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run promtool ({e}): install Debian's prometheus (scripts/setup.sh does)")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A scraped exposition.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of one series, written as exposed (`name{label="v",...}`), 0 when absent (a
+    /// counter nothing has touched yet).
+    pub fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 }
 

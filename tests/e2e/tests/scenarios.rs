@@ -418,3 +418,115 @@ fn mongodb_credentials_are_derived_once_and_cached_wasm() {
     assert!(error.contains("uthentication"), "{page}");
     assert!(scram_cache_entries(&state.0).is_empty());
 }
+
+scenario!(metrics_count_requests_and_backend_calls);
+fn metrics_count_requests_and_backend_calls(edition: Edition) {
+    let redis = Redis::start();
+    // A counter that works and a recorder whose MongoDB is not there: both outcomes move.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let state = TempDir::new("state");
+    let app = App::start_with_metrics(
+        edition,
+        &[
+            ("counter_backend", "redis"),
+            ("redis_address", &redis.address()),
+            ("records_backend", "mongodb"),
+            ("mongo_address", &dead),
+            ("mongo_address2", &dead),
+            ("mongo_address3", &dead),
+            ("version", "v9"),
+        ],
+        &state.0,
+    );
+    let before = app.metrics();
+    for _ in 0..3 {
+        assert_eq!(app.get("/").status, 200);
+    }
+    assert_eq!(app.get("/healthz").status, 503);
+    assert_eq!(app.get("/no/such/page").status, 404);
+    let after = app.metrics();
+    let delta = |series: &str| after.value(series) - before.value(series);
+    let views = r#"visits_http_requests_total{route="/",method="GET",status="200"}"#;
+    assert_eq!(delta(views), 3.0, "{}", after.0);
+    let health = r#"visits_http_requests_total{route="/healthz",method="GET",status="503"}"#;
+    assert_eq!(delta(health), 1.0, "{}", after.0);
+    let other = r#"visits_http_requests_total{route="other",method="GET",status="404"}"#;
+    assert_eq!(delta(other), 1.0, "{}", after.0);
+    assert_eq!(
+        delta(r#"visits_http_request_duration_seconds_count{route="/"}"#),
+        3.0
+    );
+    // Only page views call the backends; the readiness check is not counted as one.
+    let backend = |b: &str, o: &str| {
+        delta(&format!(
+            r#"visits_backend_requests_total{{backend="{b}",outcome="{o}"}}"#
+        ))
+    };
+    assert_eq!(backend("counter", "ok"), 3.0, "{}", after.0);
+    assert_eq!(backend("counter", "error"), 0.0, "{}", after.0);
+    assert_eq!(backend("recorder", "error"), 3.0, "{}", after.0);
+    assert_eq!(backend("recorder", "ok"), 0.0, "{}", after.0);
+    assert_eq!(after.value("visits_http_requests_in_flight"), 0.0);
+    let build = match edition {
+        Edition::Wasm => r#"visits_build_info{edition="wasm",version="v9"}"#,
+        Edition::Native => r#"visits_build_info{edition="native",version="v9"}"#,
+    };
+    assert_eq!(after.value(build), 1.0, "{}", after.0);
+    // Scrapes are not app traffic.
+    assert!(!after.0.contains("/metrics"), "{}", after.0);
+    if edition == Edition::Wasm {
+        // Every page view runs a fresh page, counter and recorder instance; so does /healthz,
+        // and the 404 is the page's.
+        let instances = |c: &str| delta(&format!(r#"runner_instances_total{{component="{c}"}}"#));
+        assert_eq!(instances("page"), 5.0, "{}", after.0);
+        assert_eq!(instances("counter"), 4.0, "{}", after.0);
+        assert_eq!(instances("recorder"), 4.0, "{}", after.0);
+        assert_eq!(after.value("runner_admission_waiting"), 0.0);
+    }
+}
+
+/// The listening TCP sockets a process holds (its fds against /proc/net/tcp{,6}).
+fn listening_sockets(pid: u32) -> usize {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().to_string();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(3) == Some(&"0A") && cols.get(9).is_some_and(|i| inodes.contains(*i))
+        })
+        .count()
+}
+
+#[test]
+fn runner_admin_listener_is_off_by_default_wasm() {
+    let (app, _state) = start(Edition::Wasm, &[]);
+    assert_eq!(app.get("/").status, 200);
+    assert_eq!(listening_sockets(app.pid()), 1, "only the app's listener");
+    assert!(!app.log().contains("metrics on"), "{}", app.log());
+    // The app's routes stay the manifest's: /metrics is the page's 404.
+    assert_eq!(app.get("/metrics").status, 404);
+    drop(app);
+    let state = TempDir::new("state");
+    let app = App::start_with_metrics(Edition::Wasm, &[], &state.0);
+    assert_eq!(
+        listening_sockets(app.pid()),
+        2,
+        "the app's and the admin listener"
+    );
+    assert!(app.metrics().value("visits_http_requests_in_flight") == 0.0);
+}
