@@ -70,9 +70,9 @@ class Registry:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.read(), dict(r.headers)
 
-    def manifest(self, repo: str, ref: str) -> tuple[dict, bytes]:
-        body, _ = self.get(f"/v2/{repo}/manifests/{ref}", OCI_MANIFEST)
-        return json.loads(body), body
+    def manifest(self, repo: str, ref: str) -> tuple[dict, bytes, dict]:
+        body, headers = self.get(f"/v2/{repo}/manifests/{ref}", OCI_MANIFEST)
+        return json.loads(body), body, headers
 
     def blob(self, repo: str, digest: str) -> bytes:
         body, _ = self.get(f"/v2/{repo}/blobs/{digest}")
@@ -122,11 +122,21 @@ def layout_image(layout: pathlib.Path, tag: str) -> tuple[dict, dict, list[pathl
 
 
 def unpack(layers: list[pathlib.Path], rootfs: pathlib.Path) -> None:
-    """Apply image layers in order (whiteouts are not needed: FROM scratch, one layer)."""
+    """Apply image layers in order (whiteouts are not needed: FROM scratch, one layer).
+    rootfs and its parents must be reachable by the image's (non-root) user."""
     rootfs.mkdir(parents=True, exist_ok=True)
+    rootfs.chmod(0o755)
     for layer in layers:
         with tarfile.open(layer) as t:
             t.extractall(rootfs, filter="tar")
+
+
+def runnable_dir(prefix: str) -> pathlib.Path:
+    """A fresh directory any user may enter (pytest's and mkdtemp's are 0700)."""
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    return d
 
 
 def layer_files(layers: list[pathlib.Path]) -> dict[str, tarfile.TarInfo]:

@@ -178,6 +178,16 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<App> {
     let raw: RawManifest = toml::from_str(text).map_err(|e| anyhow!("{}", e.to_string().trim()))?;
+    from_raw(raw, dir, cli_vars, env)
+}
+
+/// Validate a parsed manifest (from spin.toml, or from a pulled locked app: crate::registry).
+pub fn from_raw(
+    raw: RawManifest,
+    dir: &Path,
+    cli_vars: &[(String, String)],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<App> {
     match &raw.spin_manifest_version {
         toml::Value::Integer(2) => {}
         toml::Value::String(s) if s == "2" => {}
