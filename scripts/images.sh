@@ -53,10 +53,12 @@ awk '/^FROM scratch/{on=1} on' docker/native/Dockerfile \
 grep -q '^COPY visits-native /visits-native' "$ctx/native/Containerfile" \
     || { echo "images: docker/native/Dockerfile's final stage changed: update scripts/images.sh" >&2; exit 1; }
 
+# Reproducible: file times and the image's creation time are the last commit's.
+stamp=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 build() { # name context containerfile platform
     local name=$1
     bah rmi -f "localhost/$name:$VERSION" >/dev/null 2>&1 || true
-    bah bud --quiet --isolation chroot --layers=false --platform "$4" -f "$3" -t "localhost/$name:$VERSION" "$2" >/dev/null
+    bah bud --quiet --isolation chroot --layers=false --timestamp "$stamp" --platform "$4" -f "$3" -t "localhost/$name:$VERSION" "$2" >/dev/null
     rm -rf "$out/$name"
     bah push --quiet "localhost/$name:$VERSION" "oci:$out/$name:$VERSION"
 }
