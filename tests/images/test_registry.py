@@ -139,22 +139,29 @@ def test_native_image_round_trip(registry, built, tmp_path):
         shutil.rmtree(rootfs.parent)
 
 
+def runner_fails(tmp_path, *args: str) -> str:
+    """Run visits-runner with an empty cache; it must exit 1. Returns its stderr."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    p = subprocess.run([str(il.RUNNER), *args], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    return p.stderr
+
+
 def test_pull_refuses_a_container_image_as_a_spin_app(registry, built, tmp_path):
     """`up -f` on the native image: a clear error, not a crash."""
     digest = il.push_native(registry, "not-spin")
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    p = subprocess.run([str(il.RUNNER), "up", "--insecure", "-f",
-                        f"{registry.host}/wasm-visits-native@{digest}"],
-                       env=env, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 1
-    assert "is not a Spin application" in p.stderr, p.stderr
+    err = runner_fails(tmp_path, "up", "--insecure", "-f",
+                       f"{registry.host}/wasm-visits-native@{digest}")
+    assert "is not a Spin application" in err, err
 
 
 def test_pull_of_a_missing_tag_fails_clearly(registry, built, tmp_path):
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    p = subprocess.run([str(il.RUNNER), "registry", "pull", "--insecure",
-                        f"{registry.host}/wasm-visits:no-such-tag"],
-                       env=env, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 1
-    assert "cannot pull the manifest" in p.stderr, p.stderr
+    err = runner_fails(tmp_path, "registry", "pull", "--insecure",
+                       f"{registry.host}/wasm-visits:no-such-tag")
+    assert "cannot pull the manifest" in err, err
 
+
+def test_push_of_a_bad_reference_fails_clearly(built, tmp_path):
+    err = runner_fails(tmp_path, "registry", "push", "--insecure", "NOT A REF")
+    assert "invalid registry reference" in err, err
