@@ -8,6 +8,7 @@ import json
 import shlex
 import struct
 import sys
+import tarfile
 
 import imagelib as il
 
@@ -67,7 +68,7 @@ def test_wasm_image_is_the_dockerfile(built):
     want = dl.copied_files(text)
     assert set(files) == set(want), (sorted(files), sorted(want))
     for dest, src in want.items():
-        with __import__("tarfile").open(layers[0]) as t:
+        with tarfile.open(layers[0]) as t:
             data = t.extractfile(files[dest]).read()
         assert hashlib.sha256(data).digest() == hashlib.sha256((il.REPO / src).read_bytes()).digest(), dest
     assert actual_config(config) == expected_config(final_stage(text))
@@ -86,7 +87,7 @@ def test_native_image_is_the_dockerfile(built):
     files = il.layer_files(layers)
     assert list(files) == ["/visits-native"], list(files)
     assert files["/visits-native"].mode & 0o111, "executable"
-    with __import__("tarfile").open(layers[0]) as t:
+    with tarfile.open(layers[0]) as t:
         binary = t.extractfile(files["/visits-native"]).read()
     assert is_static_elf(binary)
     assert binary == (il.REPO / "target/x86_64-unknown-linux-musl/release/visits-native").read_bytes()
