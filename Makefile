@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-browser test-k8s test-drill lint bench diagrams clean replicas drill
+.PHONY: setup wasm build up test test-unit test-browser test-k8s test-images test-drill lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -36,9 +36,6 @@ test-drill: wasm
 	scripts/drill.py --edition wasm
 	scripts/drill.py --edition native
 
-## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests,
-## drills
-test: lint test-unit test-browser test-k8s test-drill
 
 EDITION ?= wasm
 replicas: build   ## N replicas (default 3, N=5) behind nginx, Redis, nx-27017, Prometheus; EDITION=native
@@ -50,8 +47,32 @@ drill: build      ## the long-form drills under load (EDITION=native, N=); print
 diagrams:         ## render docs/diagrams/*.dot to SVG (Graphviz); commit the SVGs
 	scripts/render-diagrams.sh
 
+# A local registry round trip of both images (build, push, pull by digest, run, GET /).
+test-images: images
+	@test -x target/release/visits-runner || $(MAKE) build
+	python3 -m pytest -q tests/images
+
+## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests,
+## images, drills
+test: lint test-unit test-browser test-k8s test-images test-drill
+
+VERSION ?= v1
+images: wasm      ## the Wasm and native images with buildah (no Docker); prints their sizes
+	VERSION=$(VERSION) scripts/images.sh
+
+push: images      ## REGISTRY=host:port [VERSION=v1]: the Spin artifact + the native image
+	@test -x target/release/visits-runner || $(MAKE) build
+	REGISTRY=$(REGISTRY) VERSION=$(VERSION) scripts/push.sh
+
+deploy-manifests: ## REGISTRY=host:port [VERSION=v1]: ready-to-apply YAML in target/deploy/
+	REGISTRY=$(REGISTRY) VERSION=$(VERSION) scripts/deploy-manifests.sh
+
 bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
 	bench/run.sh
+
+bench-pull: images ## pull from a local registry + start + first 200, both editions
+	@test -x target/release/visits-runner || $(MAKE) build
+	python3 bench/pull_coldstart.py
 
 clean:
 	cargo clean

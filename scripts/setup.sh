@@ -10,7 +10,10 @@ sudo=""
 # Servers and tools the end-to-end, browser and benchmark runs start on loopback.
 # prometheus (with promtool): checks/tests monitoring/alerts.yml and scrapes the local replicas;
 # graphviz: `dot` renders docs/diagrams; shellcheck: lints ops/cluster; nginx: the local replicas.
-apt_packages=(redis-server redis-tools chromium wrk nginx prometheus graphviz shellcheck)
+# buildah (FROM scratch images; vfs storage, chroot isolation), skopeo (copies images between OCI
+# layouts and registries), docker-registry (CNCF distribution 2.8: the tests' local registry),
+# musl-tools (musl-gcc: ring's C for the static x86_64-unknown-linux-musl visits-native).
+apt_packages=(redis-server redis-tools chromium wrk nginx prometheus graphviz shellcheck buildah skopeo docker-registry musl-tools)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,14 +23,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The packages may start system services (redis on 6379, nginx on 80, prometheus on 9090):
+# The packages may start system services (redis on 6379, nginx on 80, prometheus on 9090,
+# docker-registry on 5000):
 # stop and disable them; the tests and scripts/replicas.py start their own from generated configs.
-for svc in redis-server nginx prometheus; do
+for svc in redis-server nginx prometheus docker-registry; do
     $sudo service "$svc" stop >/dev/null 2>&1 || true
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
 done
+
+# The static native image's target (scripts/images.sh adds it too, with a clear error).
+rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl \
+    || rustup target add x86_64-unknown-linux-musl \
+    || echo "setup: warning: cannot add rustup target x86_64-unknown-linux-musl: make images will fail" >&2
 
 # nx-27017: a MongoDB wire-protocol server (SQLite-backed) for the recorder's tests; plus the
 # manifest validators.

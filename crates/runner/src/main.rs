@@ -6,6 +6,7 @@ mod host;
 mod ids;
 mod manifest;
 mod metrics;
+mod registry;
 mod routes;
 mod runtime;
 mod server;
@@ -34,6 +35,11 @@ struct Cli {
 enum Cmd {
     /// Serve the application described by a spin.toml (manifest version 2).
     Up(UpArgs),
+    /// Push or pull the application as a Spin OCI artifact (`spin registry`).
+    Registry {
+        #[command(subcommand)]
+        cmd: registry::Cmd,
+    },
 }
 
 #[derive(clap::Args)]
@@ -44,16 +50,21 @@ struct UpArgs {
     /// Set an application variable (highest precedence), repeatable.
     #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = variables::parse_kv)]
     variables: Vec<(String, String)>,
-    /// The application manifest, or a directory containing spin.toml.
+    /// The application manifest, a directory containing spin.toml, or a registry reference
+    /// (pulled into $XDG_CACHE_HOME/visits-runner/registry, reused by digest).
     #[arg(
         short = 'f',
         long = "from",
         visible_alias = "file",
         default_value = "spin.toml"
     )]
-    file: PathBuf,
-    /// Directory for the key-value store and the SQLite database
-    /// [default: .spin beside the manifest].
+    file: String,
+    /// Plain HTTP to the registry (a local one), as Spin's --insecure.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Directory for the key-value store and the SQLite database [default: .spin beside the
+    /// manifest; for a registry app, a temporary directory removed on exit (Spin keeps a
+    /// registry app's stores in memory)].
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Compile cache directory, shared by every app and state directory, as Spin's (wasmtime's)
@@ -146,12 +157,15 @@ fn main() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     let cli = Cli::parse();
-    let Cmd::Up(args) = cli.cmd;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(up(args)) {
+    let result = match cli.cmd {
+        Cmd::Up(args) => rt.block_on(up(args)),
+        Cmd::Registry { cmd } => rt.block_on(registry::run(cmd)),
+    };
+    match result {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
@@ -173,18 +187,32 @@ async fn bind(addr: &str, flag: &str) -> Result<tokio::net::TcpListener> {
     Ok(tokio::net::TcpListener::from_std(std_listener)?)
 }
 
-async fn up(args: UpArgs) -> Result<()> {
+async fn up(mut args: UpArgs) -> Result<()> {
     let t0 = Instant::now();
-    let manifest_path = if args.file.is_dir() {
-        args.file.join("spin.toml")
-    } else {
-        args.file.clone()
-    };
-    if !manifest_path.exists() {
-        bail!("manifest {} not found", manifest_path.display());
-    }
     let env = |k: &str| std::env::var(k).ok();
-    let app = manifest::load(&manifest_path, &args.variables, &env)?;
+    // A registry app: its stores live in a temporary directory, its compiled code is cached.
+    let mut temp_state = None;
+    let app = if registry::is_reference(&args.file) {
+        let (app, _cache) =
+            registry::load_app(&args.file, args.insecure, &args.variables, &env).await?;
+        if args.state_dir.is_none() {
+            let dir = std::env::temp_dir().join(format!("visits-runner-{}", std::process::id()));
+            temp_state = Some(dir.clone());
+            args.state_dir = Some(dir);
+        }
+        app
+    } else {
+        let file = PathBuf::from(&args.file);
+        let manifest_path = if file.is_dir() {
+            file.join("spin.toml")
+        } else {
+            file
+        };
+        if !manifest_path.exists() {
+            bail!("manifest {} not found", manifest_path.display());
+        }
+        manifest::load(&manifest_path, &args.variables, &env)?
+    };
     for c in app.components.values() {
         if !c.source.exists() {
             bail!(
@@ -331,6 +359,9 @@ async fn up(args: UpArgs) -> Result<()> {
     server
         .serve(listener, args.request_timeout + Duration::from_secs(1))
         .await?;
+    if let Some(dir) = temp_state {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     eprintln!("stopped");
     Ok(())
 }
