@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-browser test-k8s lint bench clean
+.PHONY: setup wasm build up test test-unit test-browser test-k8s test-reliability soak lint bench clean
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -30,8 +30,16 @@ test-browser: wasm
 test-k8s:
 	scripts/validate-k8s.sh
 
+# Hostile clients and lost data, both editions, real processes on loopback (tests/reliability).
+test-reliability: build
+	cd tests/reliability && python3 -m pytest -q -s
+
+## the long form: 10,000-socket flood, then a 10-minute soak with RSS sampled (flat within 10 %)
+soak: build
+	cd tests/reliability && RELIABILITY_LONG=1 python3 -m pytest -q -s
+
 ## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests
-test: lint test-unit test-browser test-k8s
+test: lint test-unit test-browser test-k8s test-reliability
 
 bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
 	bench/run.sh

@@ -1,5 +1,6 @@
 """Raw HTTP/1.1 over sockets: what attackers send, and a normal client's latency."""
 import json
+import re
 import socket
 import threading
 import time
@@ -33,8 +34,7 @@ def status_of(resp):
 
 def statuses(resp):
     """Every status line in a (pipelined) response stream."""
-    return [int(line.split(b" ")[1]) for line in resp.split(b"\r\n")
-            if line.startswith(b"HTTP/1.1 ")]
+    return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", resp)]
 
 
 def get(app, path="/", headers=None, timeout=5.0):

@@ -39,35 +39,31 @@ def test_slow_body_holds_no_execution_slot(app):
     assert p99 < P99_MS
 
 
-def test_slowloris_headers_are_cut_off(app):
-    n = 2000 if LONG else 300
-    socks = open_many(app, n, b"GET / HTTP/1.1\r\nHost: x\r\nX-a: ")
+def attack_then_measure(app, name, first_bytes, n):
+    """Opens `n` connections that send `first_bytes` and stall; measures a normal client; the
+    server must then hang up on the stalled ones (client_header_timeout is 1s here)."""
+    socks = open_many(app, n, first_bytes)
     stop = hold(socks)
     try:
         p99, p50 = p99_normal_client(app)
-        # client_header_timeout is 1s here: the server hangs up on them.
         t0 = time.monotonic()
-        assert closed_by_server(socks[0], 5)
+        assert closed_by_server(socks[0], 5), "stalled connections must not stay open forever"
         assert closed_by_server(socks[-1], 5)
         cut = time.monotonic() - t0
     finally:
         stop.set()
-    report(f"slowloris x{n} [{app.edition}]", p99_ms=round(p99, 1), p50_ms=round(p50, 1),
-           closed_after_s=round(cut, 2))
+    report(f"{name} x{n} [{app.edition}]", p99_ms=round(p99, 1), p50_ms=round(p50, 1),
+           last_closed_after_s=round(cut, 2))
     assert p99 < P99_MS
+
+
+def test_slowloris_headers_are_cut_off(app):
+    attack_then_measure(app, "slowloris", b"GET / HTTP/1.1\r\nHost: x\r\nX-a: ",
+                        2000 if LONG else 300)
 
 
 def test_connection_flood(app):
-    n = 10000 if LONG else 1500
-    socks = open_many(app, n, b"")
-    stop = hold(socks)
-    try:
-        p99, p50 = p99_normal_client(app)
-        assert closed_by_server(socks[0], 5), "idle connections must not stay open forever"
-    finally:
-        stop.set()
-    report(f"connection flood x{n} [{app.edition}]", p99_ms=round(p99, 1), p50_ms=round(p50, 1))
-    assert p99 < P99_MS
+    attack_then_measure(app, "connection flood", b"", 10000 if LONG else 1500)
 
 
 def test_max_connections_sheds_beyond_the_cap(edition):
@@ -150,7 +146,7 @@ def test_xss_in_echoed_headers_is_escaped(edition):
                         {"User-Agent": payload}, {"Host": payload}, {"Accept-Language": payload},
                         {"Referer": payload}]:
             status, _, body, _ = get(app, "/", headers)
-            assert status in (200, 400), (headers, status)
+            assert status in (200, 400, 404), (headers, status)
             assert "<script>alert" not in body, headers
         status, _, page = page_json(app, {"X-Forwarded-For": payload})
         assert all("script" not in r["client_ip"] for r in page["records"])

@@ -24,6 +24,18 @@ def load(app, n, workers=64):
         return list(pool.map(lambda _: visit(app), range(n)))
 
 
+def in_background(app, batch, workers):
+    """Visits in a loop on another thread until the returned event is set; (results, stop, t)."""
+    results, stop = [], threading.Event()
+
+    def run():
+        while not stop.is_set():
+            results.extend(load(app, batch, workers))
+    t = threading.Thread(target=run)
+    t.start()
+    return results, stop, t
+
+
 def test_concurrent_visits_are_exact(edition):
     n = 10000
     app = App(edition, settings={"records_backend": "off"})
@@ -44,15 +56,8 @@ def test_concurrent_visits_are_exact(edition):
 def test_redis_killed_and_restarted_mid_load(edition, redis):
     app = App(edition, settings={"counter_backend": "redis", "redis_address": f"127.0.0.1:{redis.port}",
                                  "records_backend": "off"})
-    results = []
     try:
-        stop = threading.Event()
-
-        def run():
-            while not stop.is_set():
-                results.extend(load(app, 64, 16))
-        t = threading.Thread(target=run)
-        t.start()
+        results, stop, t = in_background(app, 64, 16)
         time.sleep(1)
         redis.kill()
         time.sleep(1)
@@ -77,14 +82,7 @@ def test_app_killed_mid_load_keeps_its_counts(edition, redis):
     settings = {} if edition == "wasm" else {"counter_backend": "redis",
                                               "redis_address": f"127.0.0.1:{redis.port}"}
     app = App(edition, settings=settings)
-    results = []
-    stop = threading.Event()
-
-    def run():
-        while not stop.is_set():
-            results.extend(load(app, 32, 16))
-    t = threading.Thread(target=run)
-    t.start()
+    results, stop, t = in_background(app, 32, 16)
     time.sleep(2)
     app.stop(signal.SIGKILL)
     stop.set()
