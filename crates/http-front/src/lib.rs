@@ -71,7 +71,7 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// The connection cap actually usable: `wanted`, but leaving room under the open-file limit for
