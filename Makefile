@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-browser test-k8s test-images test-drill lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
+.PHONY: setup wasm build up test test-unit test-browser test-k8s test-images test-drill test-reliability soak lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -53,8 +53,8 @@ test-images: images
 	python3 -m pytest -q tests/images
 
 ## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests,
-## images, drills
-test: lint test-unit test-browser test-k8s test-images test-drill
+## images, drills, hostile clients
+test: lint test-unit test-browser test-k8s test-images test-drill test-reliability
 
 VERSION ?= v1
 images: wasm      ## the Wasm and native images with buildah (no Docker); prints their sizes
@@ -66,6 +66,14 @@ push: images      ## REGISTRY=host:port [VERSION=v1]: the Spin artifact + the na
 
 deploy-manifests: ## REGISTRY=host:port [VERSION=v1]: ready-to-apply YAML in target/deploy/
 	REGISTRY=$(REGISTRY) VERSION=$(VERSION) scripts/deploy-manifests.sh
+
+# Hostile clients and lost data, both editions, real processes on loopback (tests/reliability).
+test-reliability: build
+	cd tests/reliability && python3 -m pytest -q -s
+
+## the long form: 10,000-socket flood, then a 10-minute soak with RSS sampled (flat within 10 %)
+soak: build
+	cd tests/reliability && RELIABILITY_LONG=1 python3 -m pytest -q -s
 
 bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
 	bench/run.sh

@@ -42,11 +42,12 @@ async fn index(req: &Request, settings: &PageSettings) -> Response {
         if settings.records_enabled {
             record_and_list(ip, settings.records_limit).await
         } else {
-            Section::Disabled
+            (Section::Disabled, 0)
         }
     };
-    let (visits, records) = futures::join!(count(&settings.counter_key), records);
-    let view = PageView::new(settings, UtcTime::now(), visits, records);
+    let (visits, (records, skipped)) = futures::join!(count(&settings.counter_key), records);
+    let view =
+        PageView::new(settings, UtcTime::now(), visits, records).with_records_skipped(skipped);
     let (content_type, body) = if wants_json(header("accept")) {
         ("application/json", view.to_json())
     } else {
@@ -78,7 +79,7 @@ async fn count(key: &str) -> Section<u64> {
 async fn record_and_list(
     ip: Option<std::net::IpAddr>,
     limit: usize,
-) -> Section<Vec<visits_core::Record>> {
+) -> (Section<Vec<visits_core::Record>>, usize) {
     let url = format!("{}/records?limit={limit}", api::RECORDER_ORIGIN);
     let request = match ip {
         Some(client_ip) => {
@@ -97,8 +98,8 @@ async fn record_and_list(
         }
     };
     match call::<RecordsReply>(request).await {
-        Ok(reply) => Section::Ready(reply.records),
-        Err(e) => unavailable("recorder", e),
+        Ok(reply) => (Section::Ready(reply.records), reply.skipped),
+        Err(e) => (unavailable("recorder", e), 0),
     }
 }
 

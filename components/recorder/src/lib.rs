@@ -15,14 +15,26 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 use visits_core::api::RecordsReply;
 use visits_core::config::RecordsBackend;
-use visits_core::record::{parse_limit, NewVisit};
+use visits_core::record::{parse_limit, Listing, LoggedOnce, NewVisit};
 use visits_core::{Record, UtcTime};
 
 /// What a records backend does; one implementation per `records_backend`.
 pub(crate) trait Store {
     fn insert(&mut self, record: &Record) -> Result<(), String>;
     /// The newest `limit` records, newest first.
-    fn latest(&mut self, limit: usize) -> Result<Vec<Record>, String>;
+    /// Stored visits that do not decode are skipped and counted ([`Listing`]).
+    fn latest(&mut self, limit: usize) -> Result<Listing, String>;
+}
+
+/// Bad stored visits already logged. Spin gives each request a fresh instance, so in the Wasm
+/// edition "once" means once per request; visits-native logs each once per process.
+pub(crate) static LOGGED: LoggedOnce = LoggedOnce::new();
+
+/// Logs what [`Listing::decode`] reported.
+pub(crate) fn log_skipped(backend: &str, messages: Vec<String>) {
+    for m in messages {
+        eprintln!("recorder: {backend}: {m}");
+    }
 }
 
 #[http_component]
@@ -67,9 +79,9 @@ fn records(req: &Request, backend: &RecordsBackend, new: Option<Record>) -> Resp
         store.latest(limit)
     });
     match result {
-        Ok(records) => spin_glue::json(
+        Ok(Listing { records, skipped }) => spin_glue::json(
             if new.is_some() { 201 } else { 200 },
-            serde_json::to_string(&RecordsReply { records }).expect("records serialise"),
+            serde_json::to_string(&RecordsReply { records, skipped }).expect("records serialise"),
         ),
         Err(e) => {
             eprintln!("recorder: {e}");

@@ -13,6 +13,7 @@ use mongo_wire::{
 };
 use spin_sdk::wit::wasi::keyvalue::store;
 use visits_core::config::{AuthMechanism, MongoSettings};
+use visits_core::record::Listing;
 use visits_core::Record;
 
 use crate::Store;
@@ -119,7 +120,7 @@ impl Store for MongoStore {
             .map_err(short)
     }
 
-    fn latest(&mut self, limit: usize) -> Result<Vec<Record>, String> {
+    fn latest(&mut self, limit: usize) -> Result<Listing, String> {
         let options = FindOptions {
             sort: Some(newest_first()),
             limit: Some(limit as i64),
@@ -135,18 +136,8 @@ impl Store for MongoStore {
                 INDEX_NAME,
             )
             .map_err(short)?;
-        docs.iter()
-            .map(|d| {
-                Record::from_document(d).map_err(|e| {
-                    let id = d
-                        .get("_id")
-                        .map_or_else(|| "without _id".to_string(), |v| v.to_string());
-                    format!(
-                        "mongodb: stored visit {id} in {}.{} is malformed: {e}",
-                        self.database, self.collection
-                    )
-                })
-            })
-            .collect()
+        let (listing, messages) = Listing::from_documents(&docs, &crate::LOGGED);
+        crate::log_skipped("mongodb", messages);
+        Ok(listing)
     }
 }

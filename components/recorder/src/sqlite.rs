@@ -2,7 +2,7 @@
 
 use spin_sdk::sqlite::{Connection, Value};
 use visits_core::client_ip::parse_addr;
-use visits_core::record::validate_page;
+use visits_core::record::{validate_page, Listing, RecordError};
 use visits_core::{Record, UtcTime};
 
 use crate::Store;
@@ -46,17 +46,19 @@ impl Store for SqliteStore {
             .map_err(|e| format!("sqlite: insert failed: {e}"))
     }
 
-    fn latest(&mut self, limit: usize) -> Result<Vec<Record>, String> {
+    fn latest(&mut self, limit: usize) -> Result<Listing, String> {
         let result = self
             .conn
             .execute(
-                "SELECT client_ip, date_ms, page FROM visits ORDER BY date_ms DESC, id DESC LIMIT ?",
+                "SELECT id, client_ip, date_ms, page FROM visits ORDER BY date_ms DESC, id DESC LIMIT ?",
                 &[Value::Integer(limit as i64)],
             )
             .map_err(|e| format!("sqlite: query failed: {e}"))?;
-        result
-            .rows()
-            .map(|row| {
+        // A row we did not write (table edited by hand) is skipped and counted, as a bad
+        // MongoDB document is.
+        let (listing, messages) = Listing::decode(
+            result.rows(),
+            |row| {
                 let ip = row.get::<&str>("client_ip").and_then(parse_addr);
                 let date = row.get::<i64>("date_ms").map(UtcTime::from_unix_millis);
                 let page = row.get::<&str>("page").filter(|p| validate_page(p).is_ok());
@@ -66,13 +68,15 @@ impl Store for SqliteStore {
                         date,
                         page: page.to_string(),
                     }),
-                    // A row we did not write: say so rather than hide it.
-                    _ => Err(
-                        "sqlite: a stored visit is malformed (table visits was edited by hand?)"
-                            .into(),
-                    ),
+                    _ => Err(RecordError(
+                        "a column is missing, of the wrong type or invalid".into(),
+                    )),
                 }
-            })
-            .collect()
+            },
+            |row| format!("id {}", row.get::<i64>("id").unwrap_or(-1)),
+            &crate::LOGGED,
+        );
+        crate::log_skipped("sqlite", messages);
+        Ok(listing)
     }
 }

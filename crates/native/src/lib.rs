@@ -8,11 +8,14 @@ pub mod recorder;
 pub mod routes;
 pub mod settings;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::counter::Counter;
@@ -40,34 +43,30 @@ pub fn app(settings: &Settings) -> Result<Arc<App>, String> {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish (at
-/// most [`SHUTDOWN_GRACE`]) and returns.
+/// most [`SHUTDOWN_GRACE`]) and returns. Connections are http-front's, with the runner's limits.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     log: bool,
+    limits: http_front::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = routes::router(app, log).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(());
-    });
-    let mut server = tokio::spawn(server.into_future());
-    tokio::select! {
-        result = &mut server => return result.map_err(std::io::Error::other)?,
-        _ = stop_rx => {}
-    }
-    // Signalled: axum now drains the open connections; wait for it, but not forever.
-    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(result) => result.map_err(std::io::Error::other)?,
-        Err(_) => {
-            eprintln!(
-                "visits-native: requests still running after {} s; stopping anyway",
-                SHUTDOWN_GRACE.as_secs()
-            );
-            server.abort();
-            Ok(())
+    let router = routes::router(app, log);
+    let limits = http_front::Limits {
+        max_connections: http_front::effective_max_connections(limits.max_connections),
+        ..limits
+    };
+    let handler = move |req: Request<Incoming>, peer: SocketAddr| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        // A Router is always ready: no poll_ready needed before call.
+        let fut = tower_service::Service::call(&mut router.clone(), req);
+        async move {
+            match fut.await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
         }
-    }
+    };
+    http_front::serve(listener, limits, handler, shutdown, SHUTDOWN_GRACE).await
 }

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         };
         eprintln!("listening on http://{addr} (counter: {counter}, records: {records})");
         let log = !(settings.quiet || quiet_flag);
-        match visits_native::serve(listener, app, log, shutdown_signal()).await {
+        match visits_native::serve(listener, app, log, settings.limits, shutdown_signal()).await {
             Ok(()) => {
                 eprintln!("visits-native: stopped");
                 ExitCode::SUCCESS

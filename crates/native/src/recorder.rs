@@ -16,6 +16,7 @@ use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
 use mongodb::{Client, Collection, Database, IndexModel};
 use visits_core::config::{self, MongoSettings};
 use visits_core::record::NewVisit;
+use visits_core::record::{Listing, LoggedOnce};
 use visits_core::{Record, UtcTime};
 
 /// How many records the embedded backend keeps: far more than a page shows (at most
@@ -46,14 +47,17 @@ impl Recorder {
         &self,
         visit: Option<NewVisit>,
         limit: usize,
-    ) -> Result<Vec<Record>, String> {
+    ) -> Result<Listing, String> {
         let record = visit.map(|v| v.into_record(UtcTime::now()));
         match self {
             Recorder::Embedded(m) => {
                 if let Some(record) = record {
                     m.insert(record);
                 }
-                Ok(m.latest(limit))
+                Ok(Listing {
+                    records: m.latest(limit),
+                    skipped: 0,
+                })
             }
             Recorder::MongoDb(m) => {
                 if let Some(record) = &record {
@@ -111,6 +115,9 @@ impl MemoryRecords {
     }
 }
 
+/// Bad documents already logged (each once per process).
+static LOGGED: LoggedOnce = LoggedOnce::new();
+
 /// MongoDB through the official driver. The client holds a connection pool and monitors the
 /// servers; creating it does no I/O, so the server starts while MongoDB is still coming up.
 pub struct MongoRecords {
@@ -147,7 +154,7 @@ impl MongoRecords {
             .map(|_| ())
     }
 
-    async fn latest(&self, limit: usize) -> Result<Vec<Record>, String> {
+    async fn latest(&self, limit: usize) -> Result<Listing, String> {
         let find = async {
             let mut cursor = self
                 .collection
@@ -162,14 +169,12 @@ impl MongoRecords {
             Ok::<_, mongodb::error::Error>(docs)
         };
         let docs = self.bounded("find", find).await?;
-        docs.iter()
-            .map(|d| {
-                // A document we did not write: say so rather than hide it, like the SQLite
-                // backend does with a malformed row.
-                Record::from_document(d)
-                    .map_err(|e| format!("mongodb: a stored record is malformed: {e}"))
-            })
-            .collect()
+        // A document we did not write is skipped and counted, as in the Wasm edition.
+        let (listing, messages) = Listing::from_documents(&docs, &LOGGED);
+        for m in messages {
+            eprintln!("recorder: mongodb: {m}");
+        }
+        Ok(listing)
     }
 
     async fn ping(&self) -> Result<(), String> {
@@ -343,7 +348,7 @@ mod tests {
             };
             r.record_and_list(Some(visit), 10).await.unwrap();
         }
-        let list = r.record_and_list(None, 10).await.unwrap();
+        let list = r.record_and_list(None, 10).await.unwrap().records;
         assert_eq!(list.len(), 10);
         assert_eq!(list[0].client_ip.to_string(), "192.0.2.12");
         assert_eq!(list[9].client_ip.to_string(), "192.0.2.3");

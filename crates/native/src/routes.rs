@@ -108,7 +108,7 @@ async fn index(
     };
     let records = async {
         let Some(recorder) = &app.recorder else {
-            return Section::Disabled;
+            return (Section::Disabled, 0);
         };
         let visit = ip.map(|client_ip| NewVisit {
             client_ip,
@@ -119,12 +119,13 @@ async fn index(
             .await;
         app.metrics.backend_call(Backend::Recorder, result.is_ok());
         match result {
-            Ok(records) => Section::Ready(records),
-            Err(e) => unavailable("recorder", e),
+            Ok(listing) => (Section::Ready(listing.records), listing.skipped),
+            Err(e) => (unavailable("recorder", e), 0),
         }
     };
-    let (visits, records) = tokio::join!(count, records);
-    let view = PageView::new(&app.page, UtcTime::now(), visits, records);
+    let (visits, (records, skipped)) = tokio::join!(count, records);
+    let view =
+        PageView::new(&app.page, UtcTime::now(), visits, records).with_records_skipped(skipped);
     let (content_type, body) = if wants_json(header("accept")) {
         ("application/json", view.to_json())
     } else {

@@ -19,6 +19,9 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// No per-request log line (`QUIET=1` or `--quiet`), for benchmarks.
     pub quiet: bool,
+    /// Slow and hostile clients: `CLIENT_HEADER_TIMEOUT`, `CLIENT_BODY_TIMEOUT`,
+    /// `CLIENT_MAX_BODY_SIZE`, `KEEPALIVE_TIMEOUT`, `MAX_CONNECTIONS` (the runner's flags).
+    pub limits: http_front::Limits,
 }
 
 impl Settings {
@@ -63,8 +66,43 @@ impl Settings {
             records: RecordsBackend::load(&src)?,
             listen,
             quiet: src.bool("quiet")?,
+            limits: limits(&env)?,
         })
     }
+}
+
+/// The connection limits, each defaulting to http-front's (the runner's defaults).
+fn limits(env: &impl Fn(&str) -> Option<String>) -> Result<http_front::Limits, ConfigError> {
+    let mut limits = http_front::Limits::default();
+    let bad = |variable: &str, message: String| ConfigError {
+        variable: variable.to_ascii_lowercase(),
+        message,
+    };
+    for (name, slot) in [
+        ("CLIENT_HEADER_TIMEOUT", &mut limits.client_header_timeout),
+        ("CLIENT_BODY_TIMEOUT", &mut limits.client_body_timeout),
+        ("KEEPALIVE_TIMEOUT", &mut limits.keepalive_timeout),
+    ] {
+        if let Some(v) = env(name).filter(|v| !v.trim().is_empty()) {
+            *slot = http_front::parse_duration(&v).map_err(|m| bad(name, m))?;
+        }
+    }
+    if let Some(v) = env("CLIENT_MAX_BODY_SIZE").filter(|v| !v.trim().is_empty()) {
+        limits.client_max_body_size =
+            http_front::parse_size(&v).map_err(|m| bad("CLIENT_MAX_BODY_SIZE", m))?;
+    }
+    if let Some(v) = env("MAX_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
+        limits.max_connections = match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(bad(
+                    "MAX_CONNECTIONS",
+                    format!("expected a number >= 1, got {v:?}"),
+                ))
+            }
+        };
+    }
+    Ok(limits)
 }
 
 /// The kernel's hostname (what `hostname` prints); `None` off Linux or when unreadable.
@@ -82,6 +120,11 @@ pub fn variable_names() -> impl Iterator<Item = (String, &'static str)> {
         .chain([
             ("LISTEN_ADDRESS".to_string(), DEFAULT_LISTEN_ADDRESS),
             ("QUIET".to_string(), "false"),
+            ("CLIENT_HEADER_TIMEOUT".to_string(), "10s"),
+            ("CLIENT_BODY_TIMEOUT".to_string(), "10s"),
+            ("CLIENT_MAX_BODY_SIZE".to_string(), "1MiB"),
+            ("KEEPALIVE_TIMEOUT".to_string(), "5s"),
+            ("MAX_CONNECTIONS".to_string(), "4096"),
         ])
 }
 
@@ -109,6 +152,7 @@ mod tests {
         assert_eq!(s.records, RecordsBackend::Embedded);
         assert_eq!(s.listen, "0.0.0.0:8080".parse().unwrap());
         assert!(!s.quiet);
+        assert_eq!(s.limits, http_front::Limits::default());
     }
 
     #[test]
@@ -178,6 +222,8 @@ mod tests {
             ("RECORDS_LIMIT", "0", "records_limit"),
             ("LISTEN_ADDRESS", "localhost:80", "listen_address"),
             ("QUIET", "maybe", "quiet"),
+            ("CLIENT_HEADER_TIMEOUT", "soon", "client_header_timeout"),
+            ("MAX_CONNECTIONS", "0", "max_connections"),
         ] {
             let e = load(&[(name, value)], None).unwrap_err();
             assert_eq!(e.variable, variable, "{name}={value}: {e}");

@@ -25,9 +25,15 @@ async fn start(env: &[(&str, &str)]) -> (SocketAddr, tokio::sync::oneshot::Sende
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(visits_native::serve(listener, app, false, async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(visits_native::serve(
+        listener,
+        app,
+        false,
+        Default::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     (addr, tx)
 }
 
@@ -169,9 +175,15 @@ async fn shutdown_lets_the_server_return() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(visits_native::serve(listener, app, false, async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(visits_native::serve(
+        listener,
+        app,
+        false,
+        Default::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     assert_eq!(request(addr, "GET", "/", "").await.status, 200);
     tx.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(5), server)

@@ -15,6 +15,7 @@ mod variables;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand};
+use http_front::{parse_duration, parse_size};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,6 +102,24 @@ struct UpArgs {
     /// apart from the app's routes. Off by default.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// A client must send a whole request head within this time, or its connection is closed
+    /// (nginx's client_header_timeout).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    client_header_timeout: Duration,
+    /// A request body must arrive whole within this time (408), read before the request takes
+    /// an execution slot. A deadline for the whole body, where nginx's is per read.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    client_body_timeout: Duration,
+    /// Largest request body accepted (413 beyond, before reading it).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    client_max_body_size: usize,
+    /// Close a connection idle (no request in flight) for this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    keepalive_timeout: Duration,
+    /// Open client connections at most; beyond, new ones are closed at once. Capped below the
+    /// open-file limit, which the runner raises to its hard limit.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 /// The user's cache directory for compiled components, where Spin (through wasmtime's cache)
@@ -112,41 +131,6 @@ fn user_cache_dir() -> Option<PathBuf> {
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("visits-runner").join("compiled"))
-}
-
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: usize = n.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        u => return Err(format!("unknown size unit {u:?}")),
-    };
-    n.checked_mul(mult).ok_or_else(|| "size too large".into())
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || format!("invalid duration {s:?} (examples: 30s, 500ms, 2m)");
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "m" | "min" => n * 60.0,
-        _ => return Err(bad()),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 fn main() {
@@ -355,6 +339,13 @@ async fn up(mut args: UpArgs) -> Result<()> {
         router: app.router,
         quiet: args.quiet,
         app_name: app.name,
+        limits: http_front::Limits {
+            client_header_timeout: args.client_header_timeout,
+            client_body_timeout: args.client_body_timeout,
+            client_max_body_size: args.client_max_body_size,
+            keepalive_timeout: args.keepalive_timeout,
+            max_connections: http_front::effective_max_connections(args.max_connections as usize),
+        },
     });
     server
         .serve(listener, args.request_timeout + Duration::from_secs(1))
@@ -364,22 +355,4 @@ async fn up(mut args: UpArgs) -> Result<()> {
     }
     eprintln!("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_durations() {
-        assert_eq!(parse_size("128MiB").unwrap(), 128 << 20);
-        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert!(parse_size("12parsecs").is_err());
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("fast").is_err());
-    }
 }

@@ -1,14 +1,13 @@
 //! HTTP/1.1 front end: Spin's routing and request headers, `/.well-known/spin/health`,
-//! request logs and graceful shutdown.
+//! request logs; connection limits and graceful shutdown are http-front's.
 
 use crate::allowed_hosts::service_chaining_target;
 use crate::routes::{RouteMatch, Router};
 use crate::runtime::{error_response, text_response, Runtime};
 use anyhow::Result;
 use http::{HeaderValue, Request};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ pub struct Server {
     pub router: Router,
     pub quiet: bool,
     pub app_name: String,
+    pub limits: http_front::Limits,
 }
 
 /// Add Spin's `spin-*` request headers (overwriting any the client sent) and make the URI
@@ -73,7 +73,7 @@ impl Server {
         self: Arc<Self>,
         mut req: Request<Incoming>,
         client: SocketAddr,
-    ) -> Result<http::Response<HyperOutgoingBody>, Infallible> {
+    ) -> http::Response<HyperOutgoingBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -108,15 +108,32 @@ impl Server {
                 Some(m) => {
                     component = m.component.clone();
                     set_spin_headers(&mut req, &m, client, "http");
-                    let admitted = match self.rt.admit().await {
-                        Ok(permit) => self.rt.execute(&m.component, req, Some(permit)).await,
-                        Err(e) => Err(e),
-                    };
-                    match admitted {
-                        Ok(r) => r,
+                    // The body is read before admission, under its own deadline: a client
+                    // slow to send it holds a connection, never an execution slot.
+                    let declared = http_front::content_length(&req);
+                    let (parts, body) = req.into_parts();
+                    match http_front::read_body(body, declared, &self.limits).await {
                         Err(e) => {
                             eprintln!("[{}] {method} {path}: {e}", m.component);
-                            error_response(&e)
+                            text_response(e.status(), &e.to_string())
+                        }
+                        Ok(bytes) => {
+                            let body = http_body_util::Full::new(bytes)
+                                .map_err(|never| -> hyper::Error { match never {} });
+                            let req = Request::from_parts(parts, body);
+                            let admitted = match self.rt.admit().await {
+                                Ok(permit) => {
+                                    self.rt.execute(&m.component, req, Some(permit)).await
+                                }
+                                Err(e) => Err(e),
+                            };
+                            match admitted {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    eprintln!("[{}] {method} {path}: {e}", m.component);
+                                    error_response(&e)
+                                }
+                            }
                         }
                     }
                 }
@@ -132,47 +149,22 @@ impl Server {
             eprintln!("{method} {path} {} {ms:.2}ms{via}", resp.status().as_u16());
         }
         served.done(resp.status().as_u16());
-        Ok(resp)
+        resp
     }
 
     /// Accept connections until SIGINT/SIGTERM, then finish in-flight requests and return.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, grace: Duration) -> Result<()> {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        loop {
+        let shutdown = async move {
             tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, client) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            eprintln!("accept error: {e}");
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let me = self.clone();
-                    let svc = hyper::service::service_fn(move |req| me.clone().handle(req, client));
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-                _ = term.recv() => { eprintln!("received SIGTERM, shutting down"); break; }
-                _ = int.recv() => { eprintln!("received SIGINT, shutting down"); break; }
+                _ = term.recv() => eprintln!("received SIGTERM, shutting down"),
+                _ = int.recv() => eprintln!("received SIGINT, shutting down"),
             }
-        }
-        drop(listener);
-        if tokio::time::timeout(grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            eprintln!("shutdown: in-flight requests did not finish within {grace:?}");
-        }
+        };
+        let limits = self.limits;
+        let handler = move |req, client| self.clone().handle(req, client);
+        http_front::serve(listener, limits, handler, shutdown, grace).await?;
         Ok(())
     }
 }

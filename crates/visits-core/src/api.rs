@@ -23,6 +23,9 @@ pub struct CountReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordsReply {
     pub records: Vec<Record>,
+    /// Stored visits that did not decode and are left out (see [`crate::record::Listing`]).
+    #[serde(default)]
+    pub skipped: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,8 @@ pub struct PageView {
     pub date: UtcTime,
     pub visits: Section<u64>,
     pub records: Section<Vec<Record>>,
+    /// Stored visits left out because they did not decode ([`crate::record::Listing`]).
+    pub records_skipped: usize,
 }
 
 pub const DEGRADED_HEADER: &str = "x-visits-degraded";
@@ -52,7 +54,14 @@ impl PageView {
             date,
             visits,
             records,
+            records_skipped: 0,
         }
+    }
+
+    /// Says on the page that `n` stored visits could not be read.
+    pub fn with_records_skipped(mut self, n: usize) -> Self {
+        self.records_skipped = n;
+        self
     }
 
     /// The failed parts, for the [`DEGRADED_HEADER`] header (empty when all is well).
@@ -94,6 +103,7 @@ impl PageView {
             "visits": visits,
             "records_enabled": !matches!(self.records, Section::Disabled),
             "records": records,
+            "records_skipped": self.records_skipped,
             "errors": errors,
         })
         .to_string()
@@ -136,6 +146,14 @@ impl PageView {
                 e(why)
             ),
             Section::Disabled => String::new(),
+        };
+        let records = match self.records_skipped {
+            0 => records,
+            n => format!(
+                "{records}\n<p id=\"records-skipped\" class=\"unavailable\">{n} stored visit{} could not be read and {} not shown.</p>",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "is" } else { "are" },
+            ),
         };
         let records_section = if matches!(self.records, Section::Disabled) {
             String::new()
@@ -259,6 +277,20 @@ mod tests {
         let j: Value = serde_json::from_str(&v.to_json()).unwrap();
         assert_eq!(j["visits"], Value::Null);
         assert_eq!(j["errors"]["records"], "mongodb: timed out");
+    }
+
+    #[test]
+    fn skipped_records_are_counted_on_the_page() {
+        let v = view();
+        assert!(!v.to_html().contains("records-skipped"));
+        let json = |v: &PageView| serde_json::from_str::<Value>(&v.to_json()).unwrap();
+        assert_eq!(json(&v)["records_skipped"], 0);
+        let v = view().with_records_skipped(1);
+        assert!(v
+            .to_html()
+            .contains("1 stored visit could not be read and is not shown"));
+        assert_eq!(json(&v)["records_skipped"], 1);
+        assert!(v.degraded().is_empty(), "skipping is not a failed backend");
     }
 
     #[test]

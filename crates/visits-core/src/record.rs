@@ -30,6 +30,75 @@ pub struct NewVisit {
     pub page: String,
 }
 
+/// Records read back from a store, newest first, and how many stored ones did not decode.
+///
+/// The one rule for every store and both editions: a stored visit that does not decode is
+/// skipped and counted, never allowed to hide the others (the page says how many it skipped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub records: Vec<Record>,
+    pub skipped: usize,
+}
+
+impl Listing {
+    /// Decodes each item with `decode`; an item that fails is counted, and reported through
+    /// `log` the first time `log` sees its `id`.
+    pub fn decode<T>(
+        items: impl IntoIterator<Item = T>,
+        decode: impl Fn(&T) -> Result<Record, RecordError>,
+        id: impl Fn(&T) -> String,
+        log: &LoggedOnce,
+    ) -> (Listing, Vec<String>) {
+        let mut listing = Listing::default();
+        let mut messages = Vec::new();
+        for item in items {
+            match decode(&item) {
+                Ok(r) => listing.records.push(r),
+                Err(e) => {
+                    listing.skipped += 1;
+                    let id = id(&item);
+                    if log.first_time(&id) {
+                        messages.push(format!("skipping stored visit {id}: {e}"));
+                    }
+                }
+            }
+        }
+        (listing, messages)
+    }
+}
+
+/// Which bad stored items were already logged, so each is logged once per process, not once
+/// per page view. Bounded: after [`LoggedOnce::CAP`] ids it forgets them all and starts over
+/// (a flood of bad documents then logs at most once per `CAP` of them per round).
+#[derive(Debug, Default)]
+pub struct LoggedOnce {
+    seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl LoggedOnce {
+    pub const CAP: usize = 1024;
+
+    pub const fn new() -> Self {
+        LoggedOnce {
+            seen: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+        }
+    }
+
+    /// True the first time `id` is seen (since the set last filled up).
+    pub fn first_time(&self, id: &str) -> bool {
+        // Every critical section leaves the set valid: a poisoned lock is still usable.
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(id) {
+            return false;
+        }
+        if seen.len() >= Self::CAP {
+            seen.clear();
+        }
+        seen.insert(id.to_string());
+        true
+    }
+}
+
 /// Input the record model refuses, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError(pub String);
@@ -142,6 +211,22 @@ mod bson_codec {
         }
     }
 
+    impl Listing {
+        /// Decodes documents as read from a collection (newest first): the rule both editions'
+        /// MongoDB recorders use. Documents are named by their `_id` in the log lines returned.
+        pub fn from_documents(docs: &[Document], log: &LoggedOnce) -> (Listing, Vec<String>) {
+            Listing::decode(
+                docs,
+                |d| Record::from_document(d),
+                |d| {
+                    d.get("_id")
+                        .map_or_else(|| "without _id".into(), |v| v.to_string())
+                },
+                log,
+            )
+        }
+    }
+
     fn type_error(name: &str, want: &str, got: &Bson) -> RecordError {
         RecordError(format!(
             "record field {name:?} should be a {want}, got {:?}",
@@ -174,12 +259,51 @@ mod bson_codec {
             d.insert("page", "no-slash");
             assert!(Record::from_document(&d).is_err());
         }
+
+        #[test]
+        fn a_bad_document_is_skipped_counted_and_logged_once() {
+            let good = |i: i64| {
+                let mut d = Record {
+                    client_ip: "192.0.2.1".parse().unwrap(),
+                    date: UtcTime::from_unix_millis(1_795_308_400_000 + i),
+                    page: "/".into(),
+                }
+                .to_document();
+                d.insert("_id", i);
+                d
+            };
+            let mut docs: Vec<Document> = (0..10).map(good).collect();
+            docs[3].insert("client_ip", 42_i32);
+            let log = LoggedOnce::new();
+            let (listing, messages) = Listing::from_documents(&docs, &log);
+            assert_eq!(listing.records.len(), 9);
+            assert_eq!(listing.skipped, 1);
+            assert_eq!(messages.len(), 1);
+            assert!(messages[0].contains("3") && messages[0].contains("client_ip"));
+            // Same bad document on the next page view: counted again, not logged again.
+            let (listing, messages) = Listing::from_documents(&docs, &log);
+            assert_eq!((listing.records.len(), listing.skipped), (9, 1));
+            assert!(messages.is_empty());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_once_is_bounded() {
+        let log = LoggedOnce::new();
+        assert!(log.first_time("a"));
+        assert!(!log.first_time("a"));
+        for i in 0..LoggedOnce::CAP {
+            log.first_time(&i.to_string());
+        }
+        assert!(log.seen.lock().unwrap().len() <= LoggedOnce::CAP);
+        // The set was cleared on the way: "a" is new again.
+        assert!(log.first_time("a"));
+    }
 
     #[test]
     fn pages() {

@@ -530,3 +530,50 @@ fn runner_admin_listener_is_off_by_default_wasm() {
     );
     assert!(app.metrics().value("visits_http_requests_in_flight") == 0.0);
 }
+
+scenario!(a_bad_stored_document_hides_only_itself);
+/// One MongoDB document of the wrong shape (`client_ip` a number, written by another program)
+/// is skipped and counted; the nine good records around it are still shown.
+fn a_bad_stored_document_hides_only_itself(edition: Edition) {
+    let dir = TempDir::new("mongo-bad");
+    let mongo = Mongo::start(&dir.0.join("nx.db"), free_port());
+    let collection = format!("bad_{edition:?}").to_lowercase();
+    let (app, _state) = start(
+        edition,
+        &[
+            ("records_backend", "mongodb"),
+            ("mongo_address", &mongo.address()),
+            ("mongo_collection", &collection),
+            ("trust_forwarded_for", "true"),
+        ],
+    );
+    for i in 1..=10 {
+        app.page_json(&[("x-forwarded-for", &format!("198.51.100.{i}"))]);
+    }
+    // Written with pymongo (nx-27017's own dependency), as any other program would.
+    let port = mongo.address().rsplit(':').next().unwrap().to_string();
+    let script = format!(
+        "import datetime, pymongo\n\
+         c = pymongo.MongoClient('127.0.0.1', {port}, directConnection=True)\n\
+         c['visits']['{collection}'].insert_one({{'client_ip': 42, 'page': '/', \
+         'date': datetime.datetime.now(datetime.timezone.utc)}})\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pymongo insert failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // This visit is the newest; the bad document the second newest: 9 good of the last 10.
+    let page = app.page_json(&[("x-forwarded-for", "198.51.100.11")]);
+    assert_eq!(page["errors"], serde_json::json!({}), "{page}");
+    assert_eq!(page["records_skipped"], 1, "{page}");
+    let want: Vec<String> = (3..=11).rev().map(|i| format!("198.51.100.{i}")).collect();
+    assert_eq!(ips(&page), want, "{page}");
+    let html = app.get("/").body;
+    assert!(html.contains("1 stored visit could not be read"), "{html}");
+    assert!(!html.contains("records unavailable"), "{html}");
+}
