@@ -8,7 +8,9 @@ wasm:             ## build the Spin components for wasm32-wasip2 (rustup target,
 	scripts/build-wasm.sh
 
 build: wasm       ## components + the runner + the native edition, release mode
-	cargo build --release -p visits-runner -p visits-native
+	# The whole workspace with its test targets: `-p visits-runner` alone would resolve
+	# dependency features differently from `cargo test` and rebuild wasmtime & co (~6 min).
+	cargo build --release --all-targets
 
 up: build         ## run the app like `spin up`, on http://127.0.0.1:3000, zero infrastructure
 	target/release/visits-runner up --listen 127.0.0.1:3000 --variable hostname=$$(hostname)
