@@ -7,9 +7,9 @@ setup:            ## install servers, browser and tools (apt, pip, npm); root or
 wasm:             ## build the Spin components for wasm32-wasip2 (rustup target, or Debian fallback)
 	scripts/build-wasm.sh
 
+# The whole workspace with its test targets: `-p visits-runner` alone would resolve dependency
+# features differently from `cargo test` and rebuild wasmtime & co (~6 min).
 build: wasm       ## components + the runner + the native edition, release mode
-	# The whole workspace with its test targets: `-p visits-runner` alone would resolve
-	# dependency features differently from `cargo test` and rebuild wasmtime & co (~6 min).
 	cargo build --release --all-targets
 
 up: build         ## run the app like `spin up`, on http://127.0.0.1:3000, zero infrastructure
