@@ -174,11 +174,10 @@ async fn bind(addr: &str, flag: &str) -> Result<tokio::net::TcpListener> {
 async fn up(mut args: UpArgs) -> Result<()> {
     let t0 = Instant::now();
     let env = |k: &str| std::env::var(k).ok();
-    // A registry app: its stores live in a temporary directory, its compiled code is cached.
+    // A registry app: its stores live in a temporary directory.
     let mut temp_state = None;
     let app = if registry::is_reference(&args.file) {
-        let (app, _cache) =
-            registry::load_app(&args.file, args.insecure, &args.variables, &env).await?;
+        let app = registry::load_app(&args.file, args.insecure, &args.variables, &env).await?;
         if args.state_dir.is_none() {
             let dir = std::env::temp_dir().join(format!("visits-runner-{}", std::process::id()));
             temp_state = Some(dir.clone());

@@ -804,7 +804,7 @@ pub async fn load_app(
     insecure: bool,
     cli_vars: &[(String, String)],
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(App, Cache)> {
+) -> Result<App> {
     let cache = Cache::new(None)?;
     let pulled = pull(reference, insecure, &cache).await?;
     eprintln!("pulled {reference}@{}", pulled.digest);
@@ -812,7 +812,7 @@ pub async fn load_app(
     let origin = format!("{reference} (locked app)");
     let app = manifest::parse(&text, &cache.root, &origin, cli_vars, env)
         .with_context(|| format!("invalid application in {reference}"))?;
-    Ok((app, cache))
+    Ok(app)
 }
 
 /// Like Spin (src/commands/up/app_source.rs `infer_source`): an existing path is a manifest,
