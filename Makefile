@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-browser test-k8s test-images test-drill test-reliability soak lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
+.PHONY: setup wasm build up test test-unit test-fuzz-corpus fuzz bench-layers bench-tools test-browser test-k8s test-images test-drill test-reliability soak lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -18,7 +18,9 @@ up: build         ## run the app like `spin up`, on http://127.0.0.1:3000, zero 
 lint:
 	cargo fmt --all --check
 	cargo clippy --release --all-targets -- -D warnings
-	cargo clippy --release --target wasm32-wasip2 -p page -p counter -p recorder -p misbehave -p spin-glue -- -D warnings
+	cargo clippy --release --target wasm32-wasip2 -p page -p counter -p recorder -p misbehave -p hello -p spin-glue -- -D warnings
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
+	cargo clippy --release --manifest-path fuzz/Cargo.toml --no-default-features --all-targets --target-dir target/fuzz-replay -- -D warnings
 
 # `cargo test` builds visits-runner and visits-native itself (their integration tests need them),
 # with the same features as the tests: one release build instead of two.
@@ -56,7 +58,7 @@ test-images: images
 
 ## everything CI runs: lint, unit + integration + end-to-end (both editions), browser, manifests,
 ## images, drills, hostile clients
-test: lint test-unit test-browser test-k8s test-images test-drill test-reliability
+test: lint test-unit test-fuzz-corpus test-browser test-k8s test-images test-drill test-reliability
 
 VERSION ?= v1
 images: wasm      ## the Wasm and native images with buildah (no Docker); prints their sizes
@@ -76,6 +78,25 @@ test-reliability: build
 ## the long form: 10,000-socket flood, then a 10-minute soak with RSS sampled (flat within 10 %)
 soak: build
 	cd tests/reliability && RELIABILITY_LONG=1 python3 -m pytest -q -s
+
+# Every saved fuzz input (fuzz/corpus, fuzz/regressions, the Spin conformance cases) through the
+# fuzz targets' checks, on stable Rust: no nightly needed. fuzz/ is its own workspace.
+test-fuzz-corpus:
+	cargo test --release --manifest-path fuzz/Cargo.toml --no-default-features --target-dir target/fuzz-replay
+
+## fuzz both targets (nightly + cargo-fuzz) for FUZZ_SECONDS each, in parallel; fuzz/README.md
+FUZZ_SECONDS ?= 600
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+## wasmtime-cli (the anchor of bench/layers.py, same version as the runner's) and inferno
+## (flame graphs for bench/profile.sh), built into target/tools
+bench-tools:
+	@test -x target/tools/bin/wasmtime || CARGO_TARGET_DIR=target/wasmtime-cli cargo install --locked wasmtime-cli --version 48.0.8 --root target/tools
+	@test -x target/tools/bin/inferno-flamegraph || cargo install --locked inferno --root target/tools
+
+bench-layers: build ## the layered benchmark: handler, chaining hop, page per backend, cold start
+	python3 bench/layers.py
 
 bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
 	bench/run.sh

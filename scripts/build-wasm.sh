@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds every Wasm component (and the runner's test fixture) in release mode into
-# target/wasm32-wasip2/release/, where spin.toml expects them.
+# Builds every Wasm component (and the test and benchmark fixtures) with the `wasm` profile (Cargo.toml:
+# opt-level "z", LTO; then wasm-opt -Oz via scripts/wasm-ld-opt) into target/wasm32-wasip2/wasm/,
+# where spin.toml expects them.
 #
 #   1. rustup's wasm32-wasip2 target, added if missing: what every Spin user has (`spin build`).
 #      The output is a real component (no preview1 adapter at load or run time).
@@ -13,8 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(page counter recorder misbehave)
-out=target/wasm32-wasip2/release
+packages=(page counter recorder misbehave hello)
+out=target/wasm32-wasip2/wasm
 pkg_args=()
 for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
 choice=${WASM_TOOLCHAIN:-auto}
@@ -41,17 +42,17 @@ install_debian() {
 }
 
 if [ "$choice" = rustup ] || { [ "$choice" = auto ] && rustup_ready; }; then
-    cargo build --release --target wasm32-wasip2 "${pkg_args[@]}"
+    cargo build --profile wasm --target wasm32-wasip2 "${pkg_args[@]}"
     used="rustup $(rustc --version | cut -d' ' -f2), target wasm32-wasip2 (components)"
 elif [ "$choice" = debian ] || [ "$choice" = auto ]; then
     debian_ready || install_debian
     RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
         RUSTFLAGS="-L /usr/lib/wasm32-wasi -C link-self-contained=no" \
         CARGO_TARGET_DIR=target/wasm-debian \
-        /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target wasm32-wasip1 "${pkg_args[@]}"
+        /usr/bin/cargo build --profile wasm -Zbuild-std=std,panic_abort --target wasm32-wasip1 "${pkg_args[@]}"
     mkdir -p "$out"
     for p in "${packages[@]}"; do
-        cp "target/wasm-debian/wasm32-wasip1/release/$p.wasm" "$out/$p.wasm"
+        cp "target/wasm-debian/wasm32-wasip1/wasm/$p.wasm" "$out/$p.wasm"
     done
     used="Debian $(/usr/bin/rustc --version | cut -d' ' -f2) (rustc-web, -Zbuild-std, wasi-libc), target wasm32-wasip1 (core modules: the runner and Spin adapt them at load)"
 else

@@ -22,7 +22,7 @@ bah() { buildah --root "$root/root" --runroot "$root/run" --storage-driver vfs "
 
 command -v buildah >/dev/null || { echo "images: buildah is missing (run scripts/setup.sh)" >&2; exit 1; }
 for c in page counter recorder; do
-    [ -f "target/wasm32-wasip2/release/$c.wasm" ] || { echo "images: target/wasm32-wasip2/release/$c.wasm is missing (make wasm)" >&2; exit 1; }
+    [ -f "target/wasm32-wasip2/wasm/$c.wasm" ] || { echo "images: target/wasm32-wasip2/wasm/$c.wasm is missing (make wasm)" >&2; exit 1; }
 done
 
 # ---- the static native binary
@@ -43,9 +43,9 @@ if ldd "$bin" 2>&1 | grep -q '=>'; then echo "images: $bin is not static" >&2; e
 
 # ---- build contexts: only what each image copies
 ctx=$out/context
-rm -rf "$ctx" && mkdir -p "$ctx/wasm/target/wasm32-wasip2/release" "$ctx/native"
+rm -rf "$ctx" && mkdir -p "$ctx/wasm/target/wasm32-wasip2/wasm" "$ctx/native"
 cp spin.toml "$ctx/wasm/"
-cp target/wasm32-wasip2/release/{page,counter,recorder}.wasm "$ctx/wasm/target/wasm32-wasip2/release/"
+cp target/wasm32-wasip2/wasm/{page,counter,recorder}.wasm "$ctx/wasm/target/wasm32-wasip2/wasm/"
 cp "$bin" "$ctx/native/visits-native"
 # The native Dockerfile's final stage, its one COPY --from=builder taken from the context.
 awk '/^FROM scratch/{on=1} on' docker/native/Dockerfile \
@@ -70,7 +70,7 @@ build wasm-visits-native "$ctx/native" "$ctx/native/Containerfile" linux/amd64
 python3 - "$out" "$VERSION" <<'PY'
 import json, pathlib, sys
 out, version = pathlib.Path(sys.argv[1]), sys.argv[2]
-wasm = [pathlib.Path(f"target/wasm32-wasip2/release/{c}.wasm") for c in ("page", "counter", "recorder")]
+wasm = [pathlib.Path(f"target/wasm32-wasip2/wasm/{c}.wasm") for c in ("page", "counter", "recorder")]
 rows = {"spin-artifact-components": sum(p.stat().st_size for p in wasm)}
 for name in ("wasm-visits-image", "wasm-visits-native"):
     layout = out / name

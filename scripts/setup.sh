@@ -13,7 +13,8 @@ sudo=""
 # buildah (FROM scratch images; vfs storage, chroot isolation), skopeo (copies images between OCI
 # layouts and registries), docker-registry (CNCF distribution 2.8: the tests' local registry),
 # musl-tools (musl-gcc: ring's C for the static x86_64-unknown-linux-musl visits-native).
-apt_packages=(redis-server redis-tools chromium wrk nginx prometheus graphviz shellcheck buildah skopeo docker-registry musl-tools)
+# binaryen: wasm-opt, run on every component by scripts/wasm-ld-opt (-16 % size).
+apt_packages=(redis-server redis-tools chromium wrk nginx prometheus graphviz shellcheck buildah skopeo docker-registry musl-tools binaryen)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,7 +41,7 @@ rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl 
 
 # nx-27017: a MongoDB wire-protocol server (SQLite-backed) for the recorder's tests; plus the
 # manifest validators.
-python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt -r bench/requirements.txt
 
 # playwright-core drives Debian's Chromium (no browser download).
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -24,22 +24,22 @@ def test_wasm_dockerignore_lets_the_sources_in():
     ignore = (WASM_DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
     assert ignore[ignore.index("*")] == "*"
     assert "!spin.toml" in ignore
-    assert "!target/wasm32-wasip2/release/*.wasm" in ignore
+    assert "!target/wasm32-wasip2/wasm/*.wasm" in ignore
 
 
 def test_layout_check_can_fail(tmp_path: pathlib.Path):
     manifest = tmp_path / "spin.toml"
     manifest.write_text('spin_manifest_version = 2\n[application]\nname = "x"\n'
-                        '[component.a]\nsource = "target/wasm32-wasip2/release/a.wasm"\n'
+                        '[component.a]\nsource = "target/wasm32-wasip2/wasm/a.wasm"\n'
                         '[component.b]\nsource = "./out/b.wasm"\n'
                         '[component.c]\nsource = { url = "https://example.invalid/c.wasm", digest = "sha256:00" }\n')
     good = ("FROM scratch\nCOPY spin.toml /spin.toml\n"
-            "COPY target/wasm32-wasip2/release/a.wasm /target/wasm32-wasip2/release/a.wasm\n"
+            "COPY target/wasm32-wasip2/wasm/a.wasm /target/wasm32-wasip2/wasm/a.wasm\n"
             "COPY [\"out/b.wasm\", \"/out/\"]\n")
     assert dl.layout_problems(good, manifest) == []
     missing = good.replace("COPY [\"out/b.wasm\", \"/out/\"]\n", "")
     assert any("component b" in p for p in dl.layout_problems(missing, manifest))
-    wrong_place = good.replace("/target/wasm32-wasip2/release/a.wasm", "/a.wasm")
+    wrong_place = good.replace("/target/wasm32-wasip2/wasm/a.wasm", "/a.wasm")
     assert any("component a" in p for p in dl.layout_problems(wrong_place, manifest))
     not_scratch = good.replace("FROM scratch", "FROM alpine")
     assert any("scratch" in p for p in dl.layout_problems(not_scratch, manifest))

@@ -5,6 +5,7 @@ Each test prints its figures (pytest -s shows them; make passes -s).
 """
 import os
 import resource
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -137,6 +138,41 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Mongo:
+    """nx-27017 (a MongoDB wire-protocol server on SQLite) on a free port, its own files."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rel-mongo-")
+        self.port = free_port()
+        self.start()
+
+    def start(self):
+        d = pathlib.Path(self.dir)
+        self.proc = subprocess.Popen(
+            ["nx-27017", "--db", str(d / "nx.db"), "--host", "127.0.0.1", "--port", str(self.port),
+             "--pid-file", str(d / "nx.pid"), "--log-file", str(d / "nx.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def records(self):
+        """Visit records stored (pymongo comes with nx-27017)."""
+        import pymongo
+        client = pymongo.MongoClient("127.0.0.1", self.port, directConnection=True,
+                                     serverSelectionTimeoutMS=5000)
+        try:
+            return client["visits"]["records"].count_documents({})
+        finally:
+            client.close()
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def wait_port(port, timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -153,3 +189,10 @@ def redis():
     r = Redis()
     yield r
     r.close()
+
+
+@pytest.fixture
+def mongo():
+    m = Mongo()
+    yield m
+    m.close()

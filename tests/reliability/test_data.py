@@ -75,6 +75,53 @@ def test_redis_killed_and_restarted_mid_load(edition, redis):
     assert ok and lost == 0
 
 
+def test_mongodb_killed_and_restarted_mid_load(edition, mongo):
+    """kill -9 of the MongoDB server mid-load: pages stay 200 (records degraded while it is
+    down), the records part comes back by itself, and every page that said its visit was
+    recorded left a record (nx-27017 stores on SQLite, so they survive its restart)."""
+    app = App(edition, settings={"records_backend": "mongodb",
+                                 "mongo_address": f"127.0.0.1:{mongo.port}",
+                                 "counter_backend": "embedded"})
+    pages = []
+
+    def visit_records():
+        try:
+            status, hdrs, page = page_json(app)
+        except OSError:
+            return None
+        return status, "records" not in hdrs.get("x-visits-degraded", "")
+
+    stop = threading.Event()
+
+    def run():
+        with ThreadPoolExecutor(16) as pool:
+            while not stop.is_set():
+                pages.extend(pool.map(lambda _: visit_records(), range(32)))
+    t = threading.Thread(target=run)
+    try:
+        t.start()
+        time.sleep(1)
+        mongo.kill()
+        time.sleep(1)
+        mongo.start()
+        time.sleep(2)
+        stop.set()
+        t.join()
+        after = visit_records()
+        stored = mongo.records()
+    finally:
+        stop.set()
+        app.stop()
+    statuses = {p[0] for p in pages if p}
+    recorded = sum(1 for p in pages if p and p[1]) + (1 if after and after[1] else 0)
+    report(f"mongodb kill -9 + restart [{edition}]", pages=len(pages), recorded=recorded,
+           degraded=sum(1 for p in pages if p and not p[1]), stored=stored,
+           lost=max(0, recorded - stored))
+    assert None not in pages and statuses == {200}, statuses
+    assert after == (200, True), "the records part did not come back"
+    assert stored >= recorded, f"{recorded - stored} recorded visits are missing"
+
+
 def test_app_killed_mid_load_keeps_its_counts(edition, redis):
     """kill -9 of the app itself; the Wasm edition's embedded key-value store and SQLite must
     hold every count a 200 reported (WAL, synchronous=NORMAL: durable across a process crash).

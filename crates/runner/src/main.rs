@@ -1,21 +1,22 @@
 //! `visits-runner up`: run a Spin (manifest v2) HTTP application on wasmtime, the way
 //! `spin up` does, for everything wasm-visits uses.
 
-mod allowed_hosts;
 mod host;
-mod ids;
-mod manifest;
 mod metrics;
 mod registry;
-mod routes;
 mod runtime;
 mod server;
 mod stdio;
-mod variables;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+
+// Every request allocates and frees a store, an instance's tables, headers and bodies on
+// several threads: mimalloc's thread-local free lists beat glibc malloc's arenas there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use http_front::{parse_duration, parse_size};
+use spin_manifest::{manifest, variables};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,6 +121,9 @@ struct UpArgs {
     /// open-file limit, which the runner raises to its hard limit.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Benchmark: instantiate and drop each component N times, print the cost, exit.
+    #[arg(long, hide = true, value_name = "N")]
+    bench_instantiate: Option<u32>,
 }
 
 /// The user's cache directory for compiled components, where Spin (through wasmtime's cache)
@@ -311,6 +315,10 @@ async fn up(mut args: UpArgs) -> Result<()> {
         metrics.clone(),
     ));
 
+    if let Some(n) = args.bench_instantiate {
+        return bench_instantiate(&rt, n).await;
+    }
+
     // Epoch ticker: drives request deadlines and lets busy guests yield.
     let ticker_engine = engine.clone();
     std::thread::Builder::new()
@@ -353,5 +361,42 @@ async fn up(mut args: UpArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(dir);
     }
     eprintln!("stopped");
+    Ok(())
+}
+
+/// `--bench-instantiate N`: per component, the wall time and this thread's CPU time of one
+/// instantiate + drop (pooling allocator, as when serving), after N/10 warm-up rounds. One line
+/// per component, `instantiate <id> wall_us=<f> cpu_us=<f>`, for bench/layers.py.
+async fn bench_instantiate(rt: &Arc<runtime::Runtime>, n: u32) -> Result<()> {
+    fn thread_cpu() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+    let mut ids: Vec<String> = rt.components.keys().cloned().collect();
+    ids.sort();
+    for id in ids {
+        for _ in 0..n.div_ceil(10) {
+            rt.instantiate_and_drop(&id)
+                .await
+                .map_err(|e| anyhow!("instantiating {id}: {e}"))?;
+        }
+        let (wall, cpu) = (Instant::now(), thread_cpu());
+        for _ in 0..n {
+            rt.instantiate_and_drop(&id)
+                .await
+                .map_err(|e| anyhow!("instantiating {id}: {e}"))?;
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n.max(1));
+        println!(
+            "instantiate {id} wall_us={:.1} cpu_us={:.1}",
+            per(wall.elapsed()),
+            per(thread_cpu() - cpu)
+        );
+    }
     Ok(())
 }

@@ -17,9 +17,6 @@
 //! Static files (`files`, pushed as data or `tar+gzip` archive layers) and component
 //! dependencies are refused, as `visits-runner up` refuses them.
 
-use crate::allowed_hosts;
-use crate::manifest::{self, App};
-use crate::variables::VariableDecl;
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::config::{Architecture, ConfigFile, Os};
@@ -29,6 +26,9 @@ use oci_client::{Client, Reference};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use spin_manifest::allowed_hosts;
+use spin_manifest::manifest::{self, App};
+use spin_manifest::variables::VariableDecl;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -67,7 +67,7 @@ pub struct PushArgs {
     #[arg(short = 'k', long)]
     insecure: bool,
     /// An OCI manifest annotation (wins over the inferred ones), repeatable.
-    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = crate::variables::parse_kv)]
+    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = spin_manifest::variables::parse_kv)]
     annotations: Vec<(String, String)>,
 }
 
@@ -691,7 +691,7 @@ pub async fn pull(reference: &str, insecure: bool, cache: &Cache) -> Result<Pull
 }
 
 /// The locked app as a spin.toml (component sources: cached blobs), so that a pulled app goes
-/// through exactly the validation of a local one (crate::manifest::parse).
+/// through exactly the validation of a local one (spin_manifest::manifest::parse).
 fn to_manifest_toml(locked: LockedApp, cache: &Cache) -> Result<String> {
     use toml::{Table, Value as T};
     if let Some(k) = locked.host_requirements.keys().next() {

@@ -2,16 +2,16 @@
 //! on-disk compile cache, one fresh instance per request, limits, and outbound HTTP
 //! (allow-list, in-process service chaining).
 
-use crate::allowed_hosts::{service_chaining_target, OutboundUrl};
 use crate::host::{ComponentCtx, Shared, State};
 use crate::metrics::RunnerMetrics;
-use crate::routes::RouteMatch;
 use crate::stdio::PrefixedOutput;
 use anyhow::{anyhow, bail, Context as _, Result};
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::BodyExt as _;
 use sha2::{Digest as _, Sha256};
+use spin_manifest::allowed_hosts::{service_chaining_target, OutboundUrl};
+use spin_manifest::routes::RouteMatch;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -431,6 +431,21 @@ impl Runtime {
         store
     }
 
+    /// A fresh store and instance of `component`, dropped at once: the fixed cost every
+    /// request pays before the guest runs (bench/layers.py, layer "instantiate").
+    pub async fn instantiate_and_drop(self: &Arc<Self>, component: &str) -> Result<(), ExecError> {
+        let comp = self
+            .components
+            .get(component)
+            .ok_or_else(|| ExecError::Internal(format!("unknown component {component:?}")))?;
+        let mut store = self.new_store(comp);
+        comp.pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
     /// Run one request through a fresh instance of `component`. The request's headers must
     /// already carry Spin's `spin-*` headers. `permit` (a client request's admission) is held
     /// until the guest has finished, body included.
@@ -570,7 +585,7 @@ impl Runtime {
             let m = RouteMatch::synthetic(&target, &path);
             let mut req = request;
             let chained_client: SocketAddr = "0.0.0.0:0".parse().unwrap();
-            crate::server::set_spin_headers(&mut req, &m, chained_client, "http");
+            spin_manifest::routes::set_spin_headers(&mut req, &m, chained_client, "http");
             let result = self.execute(&target, req, None).await;
             let status = result.as_ref().ok().map(|r| r.status().as_u16());
             self.metrics.chained_call(&target, &path, status);

@@ -1,13 +1,13 @@
 //! HTTP/1.1 front end: Spin's routing and request headers, `/.well-known/spin/health`,
 //! request logs; connection limits and graceful shutdown are http-front's.
 
-use crate::allowed_hosts::service_chaining_target;
-use crate::routes::{RouteMatch, Router};
 use crate::runtime::{error_response, text_response, Runtime};
 use anyhow::Result;
-use http::{HeaderValue, Request};
+use http::Request;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use spin_manifest::allowed_hosts::service_chaining_target;
+use spin_manifest::routes::{set_spin_headers, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,50 +22,12 @@ pub struct Server {
     pub limits: http_front::Limits,
 }
 
-/// Add Spin's `spin-*` request headers (overwriting any the client sent) and make the URI
-/// absolute, as Spin's HTTP trigger does.
-pub fn set_spin_headers<B>(req: &mut Request<B>, m: &RouteMatch, client: SocketAddr, scheme: &str) {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string();
-    let abs_path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let full_url = format!("{scheme}://{host}{abs_path}");
-    let mut pairs: Vec<(String, String)> = vec![
-        ("spin-path-info".into(), m.path_info.clone()),
-        ("spin-full-url".into(), full_url.clone()),
-        ("spin-matched-route".into(), m.based_route.clone()),
-        ("spin-base-path".into(), "/".into()),
-        ("spin-raw-component-route".into(), m.raw_route.clone()),
-        (
-            "spin-component-route".into(),
-            m.raw_route_or_prefix().to_string(),
-        ),
-        ("spin-client-addr".into(), client.to_string()),
-    ];
-    for (name, value) in &m.named {
-        pairs.push((
-            format!("spin-path-match-{}", name.to_ascii_lowercase()),
-            value.clone(),
-        ));
-    }
-    let headers = req.headers_mut();
-    for (k, v) in pairs {
-        if let (Ok(name), Ok(value)) = (k.parse::<http::HeaderName>(), HeaderValue::from_str(&v)) {
-            headers.insert(name, value);
-        }
-    }
-    if req.uri().authority().is_none() {
-        if let Ok(uri) = full_url.parse::<http::Uri>() {
-            *req.uri_mut() = uri;
-        }
-    }
+/// The first request header whose value is not UTF-8: the components read headers as strings.
+fn non_utf8_header<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|(_, v)| std::str::from_utf8(v.as_bytes()).is_err())
+        .map(|(n, _)| n.to_string())
 }
 
 impl Server {
@@ -105,6 +67,12 @@ impl Server {
             }
             match self.router.route(&path) {
                 None => text_response(404, "Not Found"),
+                Some(m) if non_utf8_header(&req).is_some() => {
+                    // Spin 3.6.3 refuses these too (prepare_request_headers: 500, no body).
+                    component = m.component.clone();
+                    let name = non_utf8_header(&req).unwrap_or_default();
+                    text_response(400, &format!("request header {name} is not valid UTF-8"))
+                }
                 Some(m) => {
                     component = m.component.clone();
                     set_spin_headers(&mut req, &m, client, "http");

@@ -204,15 +204,15 @@ caption {{ text-align: left; color: #5a6275; padding-bottom: .3rem; }}
 /// `text/html` (an equal rank keeps HTML, the browser default).
 pub fn wants_json(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
-    let mut json_q: Option<f32> = None;
-    let mut html_q: Option<f32> = None;
+    let mut json_q: Option<u16> = None;
+    let mut html_q: Option<u16> = None;
     for item in accept.split(',') {
         let mut parts = item.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = parts
             .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+            .find_map(|q| qvalue(q.trim()))
+            .unwrap_or(1000);
         match media.as_str() {
             "application/json" => json_q = Some(json_q.map_or(q, |o| o.max(q))),
             "text/html" => html_q = Some(html_q.map_or(q, |o| o.max(q))),
@@ -220,15 +220,52 @@ pub fn wants_json(accept: Option<&str>) -> bool {
         }
     }
     match (json_q, html_q) {
-        (Some(j), Some(h)) => j > 0.0 && j > h,
-        (Some(j), None) => j > 0.0,
+        (Some(j), Some(h)) => j > 0 && j > h,
+        (Some(j), None) => j > 0,
         _ => false,
     }
+}
+
+/// An RFC 9110 qvalue (`0`, `0.5`, `1.000`, at most three decimals) in thousandths. Integers,
+/// not f32: float parsing alone was 4 KB of every page component.
+fn qvalue(q: &str) -> Option<u16> {
+    let (int, frac) = q.split_once('.').unwrap_or((q, ""));
+    let whole = match int {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |acc, b| acc * 10 + u16::from(b - b'0'));
+    (whole + thousandths <= 1000).then_some(whole + thousandths)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qvalues_are_read_as_rfc_9110_writes_them() {
+        assert_eq!(qvalue("0"), Some(0));
+        assert_eq!(qvalue("0.5"), Some(500));
+        assert_eq!(qvalue("0.125"), Some(125));
+        assert_eq!(qvalue("1"), Some(1000));
+        assert_eq!(qvalue("1.000"), Some(1000));
+        for bad in ["1.5", "2", "0.1234", "", ".5", "0.x", "-0", "0.5e1"] {
+            assert_eq!(qvalue(bad), None, "{bad}");
+        }
+        assert!(wants_json(Some("text/html;q=0.5, application/json;q=0.9")));
+        assert!(!wants_json(Some("text/html;q=0.9, application/json;q=0.5")));
+        assert!(!wants_json(Some("application/json;q=0")));
+        // A malformed q is ignored (the default 1 stands), as before.
+        assert!(wants_json(Some("application/json;q=abc, text/html;q=0.9")));
+    }
 
     fn view() -> PageView {
         let settings = PageSettings {

@@ -11,7 +11,7 @@ use visits_e2e::repo_root;
 /// its import modules.
 fn imports(component: &str) -> BTreeSet<String> {
     use wasmparser::Payload;
-    let path = repo_root().join(format!("target/wasm32-wasip2/release/{component}.wasm"));
+    let path = repo_root().join(format!("target/wasm32-wasip2/wasm/{component}.wasm"));
     let bytes = std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; build with scripts/build-wasm.sh", path.display()));
     let mut out = BTreeSet::new();

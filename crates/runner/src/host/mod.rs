@@ -15,8 +15,8 @@ mod redis;
 mod sqlite;
 mod variables;
 
-use crate::allowed_hosts::AllowedHosts;
 use crate::stdio::PrefixedOutput;
+use spin_manifest::allowed_hosts::AllowedHosts;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

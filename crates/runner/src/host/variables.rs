@@ -5,7 +5,7 @@ use super::State;
 
 impl variables::Host for State {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
-        if crate::variables::validate_name(&name).is_err() {
+        if spin_manifest::variables::validate_name(&name).is_err() {
             return Ok(Err(variables::Error::InvalidName(name)));
         }
         Ok(match self.comp.variables.get(&name) {

@@ -35,7 +35,7 @@ pub fn fixture_wasm() -> &'static PathBuf {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| {
         let root = root();
-        let wasm = root.join("target/wasm32-wasip2/release/misbehave.wasm");
+        let wasm = root.join("target/wasm32-wasip2/wasm/misbehave.wasm");
         let fixture = root.join("tests/fixtures/misbehave");
         let src_time = newest_mtime(&fixture.join("src")).max(
             std::fs::metadata(fixture.join("Cargo.toml"))
@@ -49,13 +49,13 @@ pub fn fixture_wasm() -> &'static PathBuf {
             // `cargo test` holds the lock of its own target dir while tests run, so build in a
             // separate one and copy the module to where the fixture's spin.toml expects it.
             let build_dir = root.join("target/runner-fixture-build");
-            let built = build_dir.join("wasm32-wasip2/release/misbehave.wasm");
+            let built = build_dir.join("wasm32-wasip2/wasm/misbehave.wasm");
             let ok = Command::new("cargo")
                 .current_dir(&root)
                 .env("CARGO_TARGET_DIR", &build_dir)
                 .env_remove("RUSTFLAGS")
                 .env_remove("CARGO_BUILD_TARGET")
-                .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "misbehave"])
+                .args(["build", "--profile", "wasm", "--target", "wasm32-wasip2", "-p", "misbehave"])
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
@@ -73,7 +73,7 @@ pub fn fixture_wasm() -> &'static PathBuf {
         }
         assert!(
             wasm.exists(),
-            "the misbehave fixture is missing at {}: build it with `cargo build --release --target wasm32-wasip2 -p misbehave` or `bash scripts/build-wasm.sh`",
+            "the misbehave fixture is missing at {}: build it with `cargo build --profile wasm --target wasm32-wasip2 -p misbehave` or `bash scripts/build-wasm.sh`",
             wasm.display()
         );
         wasm

@@ -3,6 +3,7 @@
 //! route beats a wildcard with the same prefix).
 
 use anyhow::Result;
+use std::net::SocketAddr;
 
 /// Routes under this prefix are answered by the host (Spin: `WELL_KNOWN_PREFIX`).
 pub const WELL_KNOWN_PREFIX: &str = "/.well-known/spin/";
@@ -157,7 +158,6 @@ pub struct Router {
 impl Router {
     /// Build from `(route, component)` pairs in manifest order. A later duplicate route replaces
     /// an earlier one (as in Spin); the replaced pairs are returned for a warning.
-    #[cfg(test)]
     pub fn build<'a>(
         base: &str,
         routes: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -222,6 +222,63 @@ impl Router {
             path_info,
             named,
         })
+    }
+}
+
+/// Add Spin's `spin-*` request headers (overwriting any the client sent) and make the URI
+/// absolute, as Spin's HTTP trigger does.
+pub fn set_spin_headers<B>(
+    req: &mut http::Request<B>,
+    m: &RouteMatch,
+    client: SocketAddr,
+    scheme: &str,
+) {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let abs_path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let full_url = format!("{scheme}://{host}{abs_path}");
+    let mut pairs: Vec<(String, String)> = vec![
+        ("spin-path-info".into(), m.path_info.clone()),
+        ("spin-full-url".into(), full_url.clone()),
+        ("spin-matched-route".into(), m.based_route.clone()),
+        ("spin-base-path".into(), "/".into()),
+        ("spin-raw-component-route".into(), m.raw_route.clone()),
+        (
+            "spin-component-route".into(),
+            m.raw_route_or_prefix().to_string(),
+        ),
+        ("spin-client-addr".into(), client.to_string()),
+    ];
+    for (name, value) in &m.named {
+        pairs.push((
+            format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            value.clone(),
+        ));
+    }
+    let headers = req.headers_mut();
+    for (k, v) in pairs {
+        let Ok(name) = k.parse::<http::HeaderName>() else {
+            continue;
+        };
+        // What the client sent under a host header's name goes even when the host's own
+        // value cannot be a header value (a route with non-ASCII text): never the client's.
+        headers.remove(&name);
+        if let Ok(value) = http::HeaderValue::from_str(&v) {
+            headers.insert(name, value);
+        }
+    }
+    if req.uri().authority().is_none() {
+        if let Ok(uri) = full_url.parse::<http::Uri>() {
+            *req.uri_mut() = uri;
+        }
     }
 }
 
