@@ -98,7 +98,7 @@ bench-tools:
 bench-layers: build ## the layered benchmark: handler, chaining hop, page per backend, cold start
 	python3 bench/layers.py
 
-bench: build      ## cold start and throughput, Wasm vs native (writes bench/results/)
+bench: build      ## cold start, throughput and the layers, Wasm vs native (writes bench/results/)
 	bench/run.sh
 
 bench-pull: images ## pull from a local registry + start + first 200, both editions

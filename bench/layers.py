@@ -156,10 +156,12 @@ def coldstart(kind, binary, cache, runs):
 
 
 def table(rows):
-    head = "| layer | server | c | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|\n"
+    head = ("| layer | server | c | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | errors |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(
         f"| {r['layer']} | {r['server']} | {r['conns']} | {r['rps']:,} | {r['p50_ms']:.3f} | "
-        f"{r['p99_ms']:.3f} | {r['cpu_us_per_req']} | {r['rss_mib']} |\n" for r in rows)
+        f"{r['p99_ms']:.3f} | {r['cpu_us_per_req']} | {r['rss_mib']} | {r['errors']} |\n"
+        for r in rows)
     return head + body
 
 
@@ -182,7 +184,7 @@ def plot(rows, path):
     matplotlib.use("svg")
     import matplotlib.pyplot as plt
     matplotlib.rcParams["svg.hashsalt"] = "layers"
-    fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len({r['layer'] for r in rows}) + 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.4 * len({(r["layer"], r["server"]) for r in rows}) + 1.5))
     labels = []
     for r in rows:
         key = (r["layer"], r["server"])
@@ -193,13 +195,18 @@ def plot(rows, path):
               for _, s in labels]
 
     def values(conns, field):
-        by = {(r["layer"], r["server"]): r[field] for r in rows if r["conns"] == conns}
+        # Layers measured at one client only (instantiate) show that figure in every panel.
+        by = {(r["layer"], r["server"]): r[field] for r in rows if r["conns"] == 1}
+        by.update({(r["layer"], r["server"]): r[field] for r in rows if r["conns"] == conns})
         return [by.get(k, 0) for k in labels]
 
+    def fmt(v):
+        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
     for ax, (title, conns, field) in zip(axes, [
-            ("req/s, 16 clients", 16, "rps"),
+            ("req/s, 16 clients (instantiate: 1)", 16, "rps"),
             ("p50 latency (ms), 1 client", 1, "p50_ms"),
-            ("server CPU per request (µs), 16 clients", 16, "cpu_us_per_req")]):
+            ("server CPU per request (µs), 16 clients (instantiate: 1)", 16, "cpu_us_per_req")]):
         vals = values(conns, field)
         ax.barh(range(len(vals)), vals, color=colors)
         ax.set_yticks(range(len(vals)), names if ax is axes[0] else [""] * len(vals))
@@ -207,7 +214,7 @@ def plot(rows, path):
         ax.set_title(title, fontsize=11)
         ax.grid(axis="x", alpha=0.3)
         for i, v in enumerate(vals):
-            ax.text(v, i, f" {v:,.3g}", va="center", fontsize=8)
+            ax.text(v, i, f" {fmt(v)}", va="center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, metadata={"Date": None})
     plt.close(fig)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Cold start and throughput, Wasm (visits-runner) vs native (visits-native), then the plots.
+# Cold start and throughput, Wasm (visits-runner) vs native (visits-native), the plots, then the
+# layered benchmark (bench/layers.py: its table goes into README.md).
 # Results: bench/results/*.csv and *.svg, plus machine.txt saying where they were measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +14,4 @@ python3 bench/coldstart.py "$@"
 python3 bench/throughput.py
 python3 bench/recorder_latency.py
 python3 bench/plot.py
+python3 bench/layers.py
