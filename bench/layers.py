@@ -119,6 +119,8 @@ def measure(server, path, seconds, conns):
         "p99_ms": r["latency_us"]["p99"] / 1e3,
         "cpu_us_per_req": round(cpu * 1e3 / n, 1),
         "errors": errors,
+        # wrk's kinds: connect, read, write, status (not 2xx/3xx), timeout (no answer in 2 s).
+        "error_kinds": " ".join(f"{k}={v}" for k, v in sorted(r["errors"].items()) if v),
         "rss_mib": round(server.rss_mib(), 1),
     }
 
@@ -138,7 +140,8 @@ def instantiate(label, binary, cache, n):
             wall_us, cpu_us = float(wall.split("=")[1]), float(cpu.split("=")[1])
             rows.append({"layer": f"instantiate-{comp}", "server": label, "conns": 1,
                          "rps": round(1e6 / wall_us), "p50_ms": round(wall_us / 1e3, 4),
-                         "p99_ms": 0, "cpu_us_per_req": cpu_us, "errors": 0, "rss_mib": 0})
+                         "p99_ms": 0, "cpu_us_per_req": cpu_us, "errors": 0, "error_kinds": "",
+                         "rss_mib": 0})
             print(f"{'instantiate-' + comp:>18} {label:>9}  {wall_us:7.1f} µs wall  "
                   f"{cpu_us:7.1f} µs CPU per instantiate + drop", flush=True)
     return rows
@@ -160,7 +163,8 @@ def table(rows):
             "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(
         f"| {r['layer']} | {r['server']} | {r['conns']} | {r['rps']:,} | {r['p50_ms']:.3f} | "
-        f"{r['p99_ms']:.3f} | {r['cpu_us_per_req']} | {r['rss_mib']} | {r['errors']} |\n"
+        f"{r['p99_ms']:.3f} | {r['cpu_us_per_req']} | {r['rss_mib']} | {r['errors']} "
+        f"{'(' + r['error_kinds'] + ')' if r.get('error_kinds') else ''}|\n"
         for r in rows)
     return head + body
 
@@ -273,13 +277,13 @@ def main():
                     print(f"{layer:>18} {label:>9} c={conns:<2} {m['rps']:>7,} req/s  "
                           f"p50 {m['p50_ms']:6.3f} ms  p99 {m['p99_ms']:6.3f} ms  "
                           f"CPU {m['cpu_us_per_req']:7.1f} µs/req  RSS {m['rss_mib']:5.1f} MiB  "
-                          f"errors {m['errors']}", flush=True)
+                          f"errors {m['errors']} {m['error_kinds']}", flush=True)
         if not args.only or "coldstart" in args.only.split(","):
             for label, kind, binary in [(l, "wasm", b) for l, b in runners] + [("native", "native", NATIVE)]:
                 ms = coldstart(kind, binary, cache, args.coldstarts)
                 rows.append({"layer": "coldstart", "server": label, "conns": 1, "rps": 0,
                              "p50_ms": ms, "p99_ms": ms, "cpu_us_per_req": 0, "errors": 0,
-                             "rss_mib": 0})
+                             "error_kinds": "", "rss_mib": 0})
                 print(f"{'coldstart':>18} {label:>9}  median {ms} ms (exec -> first 200, cache warm)")
     finally:
         for b in backends:
