@@ -15,17 +15,16 @@ pub(super) struct Db(Mutex<rusqlite::Connection>);
 
 impl Db {
     pub(super) fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = super::sqlite::open(path)
-            .map_err(|e| anyhow::anyhow!("cannot open key-value store {}: {e}", path.display()))?;
-        conn.execute(
+        let conn = super::sqlite::open(
+            path,
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,
                 key   TEXT NOT NULL,
                 value BLOB NOT NULL,
                 PRIMARY KEY (store, key)
             )",
-            [],
-        )?;
+        )
+        .map_err(|e| anyhow::anyhow!("cannot open key-value store {}: {e}", path.display()))?;
         Ok(Self(Mutex::new(conn)))
     }
 }
