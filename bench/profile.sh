@@ -37,8 +37,16 @@ wait "$load"
 perf script --no-inline -i "$work/perf.data" 2>/dev/null | "$tools/inferno-collapse-perf" > "$work/folded"
 "$tools/inferno-flamegraph" --title "visits-runner: $label ($manifest $path, wrk -t2 -c16)" \
     < "$work/folded" > "bench/results/flame-$label.svg"
-# Self time: the leaf frame of every stack.
+# Self time: the leaf frame of every stack. Total time: every stack a frame is on, once.
+out="bench/results/profile-$label.txt"
+echo "# self time (top 40)" > "$out"
 awk '{n=$NF; $NF=""; k=split($0, f, ";"); leaf=f[k]; sub(/ +$/, "", leaf); s[leaf]+=n; t+=n}
      END {for (l in s) printf "%6.2f%%  %s\n", 100*s[l]/t, l}' "$work/folded" \
-    | sort -rn | sed -n '1,40p' > "bench/results/profile-$label.txt"
+    | sort -rn | sed -n '1,40p' >> "$out"
+echo "# total time, with callees (top 60)" >> "$out"
+awk '{n=$NF; $NF=""; sub(/ +$/, ""); k=split($0, f, ";"); delete seen
+      for (i = 1; i <= k; i++) if (!(f[i] in seen)) { seen[f[i]] = 1; s[f[i]] += n }
+      t += n}
+     END {for (l in s) printf "%6.2f%%  %s\n", 100*s[l]/t, l}' "$work/folded" \
+    | sort -rn | sed -n '1,60p' >> "$out"
 echo "profile: $label: $(grep Requests/sec "$work/wrk.txt") -> bench/results/flame-$label.svg, profile-$label.txt"
