@@ -82,9 +82,11 @@ class Server:
         fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) * TICK_MS  # utime + stime
 
-    def rss_mib(self):
+    def rss_mib(self, field="VmRSS"):
+        """Resident memory; field "RssAnon" leaves out file pages (the executable's code, which
+        the page cache shares with every other process running the same binary)."""
         for line in open(f"/proc/{self.proc.pid}/status"):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
         return 0.0
 
@@ -122,6 +124,7 @@ def measure(server, path, seconds, conns):
         # wrk's kinds: connect, read, write, status (not 2xx/3xx), timeout (no answer in 2 s).
         "error_kinds": " ".join(f"{k}={v}" for k, v in sorted(r["errors"].items()) if v),
         "rss_mib": round(server.rss_mib(), 1),
+        "rss_anon_mib": round(server.rss_mib("RssAnon"), 1),
     }
 
 
@@ -141,7 +144,7 @@ def instantiate(label, binary, cache, n):
             rows.append({"layer": f"instantiate-{comp}", "server": label, "conns": 1,
                          "rps": round(1e6 / wall_us), "p50_ms": round(wall_us / 1e3, 4),
                          "p99_ms": 0, "cpu_us_per_req": cpu_us, "errors": 0, "error_kinds": "",
-                         "rss_mib": 0})
+                         "rss_mib": 0, "rss_anon_mib": 0})
             print(f"{'instantiate-' + comp:>18} {label:>9}  {wall_us:7.1f} µs wall  "
                   f"{cpu_us:7.1f} µs CPU per instantiate + drop", flush=True)
     return rows
@@ -159,11 +162,12 @@ def coldstart(kind, binary, cache, runs):
 
 
 def table(rows):
-    head = ("| layer | server | c | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | errors |\n"
+    head = ("| layer | server | c | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB (anon) | errors |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
     body = "".join(
         f"| {r['layer']} | {r['server']} | {r['conns']} | {r['rps']:,} | {r['p50_ms']:.3f} | "
-        f"{r['p99_ms']:.3f} | {r['cpu_us_per_req']} | {r['rss_mib']} | {r['errors']} "
+        f"{r['p99_ms']:.3f} | {r['cpu_us_per_req']} | {r['rss_mib']} ({r.get('rss_anon_mib', '-')}) | "
+        f"{r['errors']} "
         f"{'(' + r['error_kinds'] + ')' if r.get('error_kinds') else ''}|\n"
         for r in rows)
     return head + body
@@ -276,14 +280,15 @@ def main():
                     rows.append(row)
                     print(f"{layer:>18} {label:>9} c={conns:<2} {m['rps']:>7,} req/s  "
                           f"p50 {m['p50_ms']:6.3f} ms  p99 {m['p99_ms']:6.3f} ms  "
-                          f"CPU {m['cpu_us_per_req']:7.1f} µs/req  RSS {m['rss_mib']:5.1f} MiB  "
+                          f"CPU {m['cpu_us_per_req']:7.1f} µs/req  RSS {m['rss_mib']:5.1f} MiB "
+                          f"(anon {m['rss_anon_mib']:4.1f})  "
                           f"errors {m['errors']} {m['error_kinds']}", flush=True)
         if not args.only or "coldstart" in args.only.split(","):
             for label, kind, binary in [(l, "wasm", b) for l, b in runners] + [("native", "native", NATIVE)]:
                 ms = coldstart(kind, binary, cache, args.coldstarts)
                 rows.append({"layer": "coldstart", "server": label, "conns": 1, "rps": 0,
                              "p50_ms": ms, "p99_ms": ms, "cpu_us_per_req": 0, "errors": 0,
-                             "error_kinds": "", "rss_mib": 0})
+                             "error_kinds": "", "rss_mib": 0, "rss_anon_mib": 0})
                 print(f"{'coldstart':>18} {label:>9}  median {ms} ms (exec -> first 200, cache warm)")
     finally:
         for b in backends:
