@@ -111,7 +111,8 @@ pub fn build_engine(opts: &Options, pooling: bool) -> Result<Engine> {
         // accessible size across reuse, so an instance whose guest grows its memory costs no
         // mprotect (and no TLB shootdown on the other cores) per request; slots are still
         // reset and every access is still checked. Opt-in because wasmtime then compiles those
-        // checks without its Spectre mitigation (measured: +13% req/s on `/`, +42% with Redis).
+        // checks without its Spectre mitigation (it measured +13% req/s on `/` with wasip1
+        // components; with today's components and wasmtime it is within noise: `make bench`).
         config.signals_based_traps(false);
         config.memory_guard_size(0);
         config.guard_before_linear_memory(false);
