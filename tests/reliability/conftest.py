@@ -110,53 +110,56 @@ def app(edition):
     a.stop()
 
 
-class Redis:
-    """redis-server on a free port; appendfsync always, so a kill -9 loses no acknowledged write."""
+class Backend:
+    """A backend server on a free port with its own files; `command()` says how to start it."""
+
+    prefix = "rel-backend-"
 
     def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="rel-redis-")
+        self.dir = tempfile.mkdtemp(prefix=self.prefix)
         self.port = free_port()
         self.start()
 
+    def command(self):
+        raise NotImplementedError
+
     def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         wait_port(self.port)
 
     def kill(self):
         self.proc.kill()
         self.proc.wait()
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
 
     def close(self):
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class Mongo:
-    """nx-27017 (a MongoDB wire-protocol server on SQLite) on a free port, its own files."""
+class Redis(Backend):
+    """redis-server; appendfsync always, so a kill -9 loses no acknowledged write."""
 
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="rel-mongo-")
-        self.port = free_port()
-        self.start()
+    prefix = "rel-redis-"
 
-    def start(self):
+    def command(self):
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+                "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+
+
+class Mongo(Backend):
+    """nx-27017, a MongoDB wire-protocol server on SQLite."""
+
+    prefix = "rel-mongo-"
+
+    def command(self):
         d = pathlib.Path(self.dir)
-        self.proc = subprocess.Popen(
-            ["nx-27017", "--db", str(d / "nx.db"), "--host", "127.0.0.1", "--port", str(self.port),
-             "--pid-file", str(d / "nx.pid"), "--log-file", str(d / "nx.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
+        return ["nx-27017", "--db", str(d / "nx.db"), "--host", "127.0.0.1", "--port",
+                str(self.port), "--pid-file", str(d / "nx.pid"), "--log-file", str(d / "nx.log")]
 
     def records(self):
         """Visit records stored (pymongo comes with nx-27017)."""
@@ -167,10 +170,6 @@ class Mongo:
             return client["visits"]["records"].count_documents({})
         finally:
             client.close()
-
-    def close(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def wait_port(port, timeout=20):

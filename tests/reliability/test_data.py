@@ -19,18 +19,19 @@ def visit(app):
     return page["visits"]
 
 
-def load(app, n, workers=64):
+def load(app, n, workers=64, one=visit):
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda _: visit(app), range(n)))
+        return list(pool.map(lambda _: one(app), range(n)))
 
 
-def in_background(app, batch, workers):
-    """Visits in a loop on another thread until the returned event is set; (results, stop, t)."""
+def in_background(app, batch, workers, one=visit):
+    """`one(app)` in a loop on another thread until the returned event is set;
+    (results, stop, t)."""
     results, stop = [], threading.Event()
 
     def run():
         while not stop.is_set():
-            results.extend(load(app, batch, workers))
+            results.extend(load(app, batch, workers, one))
     t = threading.Thread(target=run)
     t.start()
     return results, stop, t
@@ -82,24 +83,17 @@ def test_mongodb_killed_and_restarted_mid_load(edition, mongo):
     app = App(edition, settings={"records_backend": "mongodb",
                                  "mongo_address": f"127.0.0.1:{mongo.port}",
                                  "counter_backend": "embedded"})
-    pages = []
 
-    def visit_records():
+    def visit_records(app):
+        """(status, whether the page says its visit was recorded), or None."""
         try:
             status, hdrs, page = page_json(app)
         except OSError:
             return None
         return status, "records" not in hdrs.get("x-visits-degraded", "")
 
-    stop = threading.Event()
-
-    def run():
-        with ThreadPoolExecutor(16) as pool:
-            while not stop.is_set():
-                pages.extend(pool.map(lambda _: visit_records(), range(32)))
-    t = threading.Thread(target=run)
+    pages, stop, t = in_background(app, 32, 16, visit_records)
     try:
-        t.start()
         time.sleep(1)
         mongo.kill()
         time.sleep(1)
@@ -107,7 +101,7 @@ def test_mongodb_killed_and_restarted_mid_load(edition, mongo):
         time.sleep(2)
         stop.set()
         t.join()
-        after = visit_records()
+        after = visit_records(app)
         stored = mongo.records()
     finally:
         stop.set()

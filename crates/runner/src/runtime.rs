@@ -432,13 +432,16 @@ impl Runtime {
         store
     }
 
+    fn component(&self, id: &str) -> Result<&LoadedComponent, ExecError> {
+        self.components
+            .get(id)
+            .ok_or_else(|| ExecError::Internal(format!("unknown component {id:?}")))
+    }
+
     /// A fresh store and instance of `component`, dropped at once: the fixed cost every
     /// request pays before the guest runs (bench/layers.py, layer "instantiate").
     pub async fn instantiate_and_drop(self: &Arc<Self>, component: &str) -> Result<(), ExecError> {
-        let comp = self
-            .components
-            .get(component)
-            .ok_or_else(|| ExecError::Internal(format!("unknown component {component:?}")))?;
+        let comp = self.component(component)?;
         let mut store = self.new_store(comp);
         comp.pre
             .instantiate_async(&mut store)
@@ -460,10 +463,7 @@ impl Runtime {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let comp = self
-            .components
-            .get(component)
-            .ok_or_else(|| ExecError::Internal(format!("unknown component {component:?}")))?;
+        let comp = self.component(component)?;
         let started = Instant::now();
         let timeout = self.opts.request_timeout;
         self.metrics.instance(component);

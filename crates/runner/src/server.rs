@@ -65,15 +65,14 @@ impl Server {
                     req.headers_mut().remove(http::header::HOST);
                 }
             }
-            match self.router.route(&path) {
-                None => text_response(404, "Not Found"),
-                Some(m) if non_utf8_header(&req).is_some() => {
+            match (self.router.route(&path), non_utf8_header(&req)) {
+                (None, _) => text_response(404, "Not Found"),
+                (Some(m), Some(name)) => {
                     // Spin 3.6.3 refuses these too (prepare_request_headers: 500, no body).
                     component = m.component.clone();
-                    let name = non_utf8_header(&req).unwrap_or_default();
                     text_response(400, &format!("request header {name} is not valid UTF-8"))
                 }
-                Some(m) => {
+                (Some(m), None) => {
                     component = m.component.clone();
                     set_spin_headers(&mut req, &m, client, "http");
                     // The body is read before admission, under its own deadline: a client
