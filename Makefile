@@ -1,5 +1,5 @@
 # wasm-visits: one entry point. `make setup` once, then `make up` or `make test`.
-.PHONY: setup wasm build up test test-unit test-fuzz-corpus fuzz bench-layers bench-tools test-browser test-k8s test-images test-drill test-reliability soak lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
+.PHONY: setup wasm build dist up test test-unit test-fuzz-corpus fuzz bench-layers bench-tools test-browser test-k8s test-images test-drill test-reliability soak lint bench bench-pull images push deploy-manifests diagrams clean replicas drill
 
 setup:            ## install servers, browser and tools (apt, pip, npm); root or sudo
 	scripts/setup.sh
@@ -11,6 +11,11 @@ wasm:             ## build the Spin components for wasm32-wasip2 (rustup target,
 # features differently from `cargo test` and rebuild wasmtime & co (~6 min).
 build: wasm       ## components + the runner + the native edition, release mode
 	cargo build --release --all-targets
+
+# The benchmarked binaries: the `dist` profile (fat LTO, one codegen unit; see the root
+# Cargo.toml), in target/dist/. Slow to link (~10 min from clean), so tests use `build`.
+dist: wasm        ## the runner and visits-native with LTO (benchmarks, local use), in target/dist
+	cargo build --profile dist -p visits-runner -p visits-native
 
 up: build         ## run the app like `spin up`, on http://127.0.0.1:3000, zero infrastructure
 	target/release/visits-runner up --listen 127.0.0.1:3000 --variable hostname=$$(hostname)
@@ -95,10 +100,10 @@ bench-tools:
 	@test -x target/tools/bin/wasmtime || CARGO_TARGET_DIR=target/wasmtime-cli cargo install --locked wasmtime-cli --version 48.0.8 --root target/tools
 	@test -x target/tools/bin/inferno-flamegraph || cargo install --locked inferno --root target/tools
 
-bench-layers: build ## the layered benchmark: handler, chaining hop, page per backend, cold start
+bench-layers: dist ## the layered benchmark: handler, chaining hop, page per backend, cold start
 	python3 bench/layers.py
 
-bench: build      ## cold start, throughput and the layers, Wasm vs native (writes bench/results/)
+bench: dist       ## cold start, throughput and the layers, Wasm vs native (writes bench/results/)
 	bench/run.sh
 
 bench-pull: images ## pull from a local registry + start + first 200, both editions

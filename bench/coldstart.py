@@ -15,8 +15,8 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-RUNNER = os.path.join(ROOT, "target/release/visits-runner")
-NATIVE = os.path.join(ROOT, "target/release/visits-native")
+RUNNER = os.path.join(ROOT, "target/dist/visits-runner")  # `make dist` (LTO)
+NATIVE = os.path.join(ROOT, "target/dist/visits-native")
 
 
 def free_port():

@@ -16,7 +16,7 @@ path=${3:-/}
 shift 3 2>/dev/null || shift $#
 extra=("$@")
 [ ${#extra[@]} -gt 0 ] || [ "$manifest" != spin.toml ] || extra=(--variable records_backend=off)
-runner=${RUNNER:-target/release/visits-runner}
+runner=${RUNNER:-target/dist/visits-runner}
 tools=target/tools/bin
 [ -x "$tools/inferno-flamegraph" ] || { echo "profile: run make bench-tools first (inferno)" >&2; exit 1; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

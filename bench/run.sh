@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
     echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
-    echo "runner: $(stat -c %s target/release/visits-runner) bytes; native: $(stat -c %s target/release/visits-native) bytes"
+    echo "runner: $(stat -c %s target/dist/visits-runner) bytes; native: $(stat -c %s target/dist/visits-native) bytes (dist profile)"
 } > bench/results/machine.txt
 python3 bench/coldstart.py "$@"
 python3 bench/throughput.py

@@ -90,6 +90,10 @@ struct UpArgs {
     /// Allow wasi:sockets ip-name-lookup (DNS). Off by default, as in Spin.
     #[arg(long)]
     allow_dns: bool,
+    /// Threads serving connections, each with its own event loop; a connection and the
+    /// requests it carries stay on one [default: 0, one per CPU this process may use].
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    threads: u16,
     /// Use the on-demand allocator instead of the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
@@ -348,6 +352,10 @@ async fn up(mut args: UpArgs) -> Result<()> {
         router: app.router,
         quiet: args.quiet,
         app_name: app.name,
+        threads: match args.threads {
+            0 => http_front::Workers::default_count(),
+            n => usize::from(n),
+        },
         limits: http_front::Limits {
             client_header_timeout: args.client_header_timeout,
             client_body_timeout: args.client_body_timeout,

@@ -83,6 +83,12 @@ impl std::fmt::Display for ExecError {
     }
 }
 
+/// A failure after the response started: the client got the head, so it can only be logged.
+fn report_late(id: &str, metrics: &RunnerMetrics, e: &ExecError) {
+    metrics.failure(id, e);
+    eprintln!("[{id}] error after the response started: {e}");
+}
+
 /// A wasmtime error as one line: the cause chain, without the captured backtrace.
 pub fn fmt_err(e: wasmtime::Error) -> String {
     format!("{:#}", anyhow::Error::from(e)).replace('\n', " ")
@@ -490,56 +496,50 @@ impl Runtime {
         let (proxy, req_res, out, rx) = fut
             .await
             .inspect_err(|e| self.metrics.failure(component, e))?;
-        let handle = tokio::spawn(async move {
+        // One task per instance runs the guest to the end, body included, under the request
+        // deadline; the caller only waits for the response head. The outcome goes back on
+        // `done` while the caller listens (no response yet); once the caller has its response
+        // and has stopped listening, a failure is the task's to report.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ExecError>>();
+        let deadline = tokio::time::Instant::from_std(started + timeout + EPOCH_TICK * 5);
+        let (id, metrics) = (component.to_string(), self.metrics.clone());
+        tokio::spawn(async move {
             let _permit = permit;
-            proxy
+            let handle = proxy
                 .wasi_http_incoming_handler()
-                .call_handle(&mut store, req_res, out)
-                .await
-        });
-        let abort = handle.abort_handle();
-        let remaining = timeout.saturating_sub(started.elapsed()) + EPOCH_TICK * 5;
-        let waited = tokio::time::timeout(remaining, rx).await;
-        let result = match waited {
-            Err(_) => {
-                abort.abort();
-                Err(ExecError::Timeout)
+                .call_handle(&mut store, req_res, out);
+            let outcome = match tokio::time::timeout_at(deadline, handle).await {
+                Err(_) => Err(ExecError::Timeout),
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(classify(e)),
+            };
+            if let Err(Err(e)) = done_tx.send(outcome) {
+                report_late(&id, &metrics, &e);
             }
-            Ok(Ok(Ok(resp))) => {
-                // The guest may still be streaming the body: bound it by the deadline too.
-                let id = component.to_string();
-                let metrics = self.metrics.clone();
-                tokio::spawn(async move {
-                    let remaining = timeout.saturating_sub(started.elapsed()) + EPOCH_TICK * 5;
-                    match tokio::time::timeout(remaining, handle).await {
-                        Err(_) => {
-                            abort.abort();
-                            metrics.failure(&id, &ExecError::Timeout);
-                            eprintln!("[{id}] error after the response started: request deadline exceeded");
-                        }
-                        Ok(Ok(Ok(()))) => {}
-                        Ok(Ok(Err(e))) => {
-                            let e = classify(e);
-                            metrics.failure(&id, &e);
-                            eprintln!("[{id}] error after the response started: {e}")
-                        }
-                        Ok(Err(e)) => eprintln!("[{id}] guest task failed: {e}"),
-                    }
-                });
+        });
+        let mut done_rx = done_rx;
+        let result = match rx.await {
+            Ok(Ok(resp)) => {
+                // Stop listening; an outcome sent before that is still ours to report.
+                done_rx.close();
+                if let Ok(Err(e)) = done_rx.try_recv() {
+                    report_late(component, &self.metrics, &e);
+                }
                 Ok(resp)
             }
-            Ok(Ok(Err(code))) => {
-                let _ = handle.await;
+            Ok(Err(code)) => {
+                let _ = done_rx.await;
                 Err(ExecError::Internal(format!(
                     "guest returned an error code: {code:?}"
                 )))
             }
-            Ok(Err(_)) => match handle.await {
-                Ok(Err(e)) => Err(classify(e)),
+            // No response: the task's outcome says why.
+            Err(_) => match done_rx.await {
+                Ok(Err(e)) => Err(e),
                 Ok(Ok(())) => Err(ExecError::Internal(
                     "guest failed to produce a response prior to returning".into(),
                 )),
-                Err(e) => Err(ExecError::Internal(format!("guest task failed: {e}"))),
+                Err(_) => Err(ExecError::Internal("guest task failed".into())),
             },
         };
         if let Err(e) = &result {

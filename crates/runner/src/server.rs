@@ -20,6 +20,8 @@ pub struct Server {
     pub quiet: bool,
     pub app_name: String,
     pub limits: http_front::Limits,
+    /// Connection threads (http_front::Workers).
+    pub threads: usize,
 }
 
 /// The first request header whose value is not UTF-8: the components read headers as strings.
@@ -129,9 +131,12 @@ impl Server {
                 _ = int.recv() => eprintln!("received SIGINT, shutting down"),
             }
         };
-        let limits = self.limits;
+        let (limits, threads) = (self.limits, self.threads);
         let handler = move |req, client| self.clone().handle(req, client);
-        http_front::serve(listener, limits, handler, shutdown, grace).await?;
+        let workers = http_front::Workers::start(threads, "conn")?;
+        http_front::serve_on(listener, limits, handler, shutdown, grace, Some(&workers)).await?;
+        // Joins the threads: every connection has ended (or outlived the grace period).
+        drop(workers);
         Ok(())
     }
 }
