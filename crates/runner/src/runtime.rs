@@ -513,6 +513,10 @@ impl Runtime {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(classify(e)),
             };
+            // Let the task waiting for this response (hyper's connection, or the caller of a
+            // chained request) run before the instance is torn down: on a connection thread
+            // both share one core, and the teardown need not delay the answer.
+            tokio::task::yield_now().await;
             if let Err(Err(e)) = done_tx.send(outcome) {
                 report_late(&id, &metrics, &e);
             }
