@@ -209,7 +209,7 @@ impl Drop for InFlight {
 /// Connection threads: each runs a single-threaded tokio runtime, so a connection's requests,
 /// and every task they spawn, stay on one thread. A work-stealing runtime wakes an idle worker
 /// for each task it spawns, and the runner spawns several per request: measured on the page,
-/// 5.9 context switches per request at one client instead of 2, and +40 % req/s at 16 clients
+/// 5.9 context switches per request at one client instead of 2, and +29 % req/s at 16 clients
 /// (README.md, Benchmarks). A new connection goes to the thread with the fewest open
 /// connections, so keep-alive clients spread evenly.
 pub struct Workers {

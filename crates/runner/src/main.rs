@@ -16,32 +16,6 @@ use anyhow::{anyhow, bail, Context as _, Result};
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Runs `f` (loading the components) with mimalloc returning freed memory to the OS at once.
-/// mimalloc keeps freed pages for reuse and purges them only when the freeing thread allocates
-/// again; compiling frees tens of MiB on threads that then sit idle (rayon's). After a start
-/// that compiled all three components and 3 s of load: 32 vs 42 MiB anonymous (a warm compile
-/// cache: 6). What remains sits in those idle threads' heaps. Serving keeps the default delay:
-/// purging on every free cost 12 % req/s.
-#[cfg(feature = "mimalloc")]
-fn purging_freed_memory<T>(f: impl FnOnce() -> T) -> T {
-    // `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); the Rust bindings
-    // do not name it.
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: mimalloc's options are plain integers it reads atomically; any value is valid.
-    let before = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
-    let result = f();
-    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, before) };
-    // SAFETY: collects this thread's free lists; no pointer is handed over.
-    unsafe { libmimalloc_sys::mi_collect(true) };
-    result
-}
-
-#[cfg(not(feature = "mimalloc"))]
-fn purging_freed_memory<T>(f: impl FnOnce() -> T) -> T {
-    f()
-}
 use clap::{Parser, Subcommand};
 use http_front::{parse_duration, parse_size};
 use spin_manifest::{manifest, variables};
@@ -169,6 +143,49 @@ fn user_cache_dir() -> Option<PathBuf> {
     Some(base.join("visits-runner").join("compiled"))
 }
 
+/// While alive (the components loading), mimalloc returns freed memory to the OS at once; on
+/// drop, the default delay is back and this thread's free lists are collected. mimalloc keeps
+/// freed pages for reuse and purges them only when the freeing thread allocates again;
+/// compiling frees tens of MiB on threads that then sit idle (rayon's). After a start that
+/// compiled all three components and 3 s of load: 32 vs 42 MiB anonymous (a warm compile
+/// cache: 6). What remains sits in those idle threads' heaps. Serving keeps the default delay:
+/// purging on every free cost 12 % req/s.
+struct PurgeWhileLoading {
+    #[cfg(feature = "mimalloc")]
+    delay_before: std::os::raw::c_long,
+}
+
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); the Rust bindings do not
+/// name it.
+#[cfg(feature = "mimalloc")]
+const MI_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+impl PurgeWhileLoading {
+    fn start() -> Self {
+        #[cfg(feature = "mimalloc")]
+        {
+            // SAFETY: mimalloc's options are plain integers it reads atomically; any value is
+            // valid.
+            let delay_before = unsafe { libmimalloc_sys::mi_option_get(MI_PURGE_DELAY) };
+            unsafe { libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, 0) };
+            PurgeWhileLoading { delay_before }
+        }
+        #[cfg(not(feature = "mimalloc"))]
+        PurgeWhileLoading {}
+    }
+}
+
+impl Drop for PurgeWhileLoading {
+    fn drop(&mut self) {
+        #[cfg(feature = "mimalloc")]
+        // SAFETY: as in start(); mi_collect only walks this thread's free lists.
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, self.delay_before);
+            libmimalloc_sys::mi_collect(true);
+        }
+    }
+}
+
 fn main() {
     // wasmtime errors capture a backtrace whenever RUST_BACKTRACE is set; guest I/O creates such
     // errors on every request (e.g. end of a body stream), which costs ~30% of throughput.
@@ -281,45 +298,45 @@ async fn up(mut args: UpArgs) -> Result<()> {
     // embedded stores' files open (on a first start: are created, with fsyncs) on one thread
     // while the engine and its pools are set up, then each distinct .wasm is deserialized (or
     // compiled) on its own thread.
-    let (engine, loaded, shared) = purging_freed_memory(|| {
-        std::thread::scope(|s| -> Result<_> {
-            let shared = s.spawn(|| host::Shared::new(&state_dir, need_kv, need_sqlite));
-            let engine = if args.no_pooling {
-                runtime::build_engine(&opts, false)?
-            } else {
-                match runtime::build_engine(&opts, true) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        eprintln!(
+    let purge = PurgeWhileLoading::start();
+    let (engine, loaded, shared) = std::thread::scope(|s| -> Result<_> {
+        let shared = s.spawn(|| host::Shared::new(&state_dir, need_kv, need_sqlite));
+        let engine = if args.no_pooling {
+            runtime::build_engine(&opts, false)?
+        } else {
+            match runtime::build_engine(&opts, true) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!(
                         "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
                     );
-                        runtime::build_engine(&opts, false)?
-                    }
-                }
-            };
-            // Two components may share a .wasm file: load each source once.
-            let mut sources: Vec<(&PathBuf, &str)> = Vec::new();
-            for c in app.components.values() {
-                if !sources.iter().any(|(p, _)| *p == &c.source) {
-                    sources.push((&c.source, &c.id));
+                    runtime::build_engine(&opts, false)?
                 }
             }
-            let loaders: Vec<_> = sources
-                .iter()
-                .map(|&(path, id)| {
-                    let (engine, cache) = (engine.clone(), cache_dir.as_deref());
-                    s.spawn(move || runtime::load_component(&engine, id, path, cache))
-                })
-                .collect();
-            let mut loaded = HashMap::new();
-            for ((path, _), loader) in sources.iter().zip(loaders) {
-                let component = loader.join().expect("component loader panicked")?;
-                loaded.insert((*path).clone(), component);
+        };
+        // Two components may share a .wasm file: load each source once.
+        let mut sources: Vec<(&PathBuf, &str)> = Vec::new();
+        for c in app.components.values() {
+            if !sources.iter().any(|(p, _)| *p == &c.source) {
+                sources.push((&c.source, &c.id));
             }
-            let shared = shared.join().expect("store opener panicked")?;
-            Ok((engine, loaded, shared))
-        })
+        }
+        let loaders: Vec<_> = sources
+            .iter()
+            .map(|&(path, id)| {
+                let (engine, cache) = (engine.clone(), cache_dir.as_deref());
+                s.spawn(move || runtime::load_component(&engine, id, path, cache))
+            })
+            .collect();
+        let mut loaded = HashMap::new();
+        for ((path, _), loader) in sources.iter().zip(loaders) {
+            let component = loader.join().expect("component loader panicked")?;
+            loaded.insert((*path).clone(), component);
+        }
+        let shared = shared.join().expect("store opener panicked")?;
+        Ok((engine, loaded, shared))
     })?;
+    drop(purge);
     let linker = runtime::make_linker(&engine)?;
     let mut components = HashMap::new();
     for c in app.components.values() {

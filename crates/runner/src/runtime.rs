@@ -500,7 +500,7 @@ impl Runtime {
         // deadline; the caller only waits for the response head. The outcome goes back on
         // `done` while the caller listens (no response yet); once the caller has its response
         // and has stopped listening, a failure is the task's to report.
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), ExecError>>();
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), ExecError>>();
         let deadline = tokio::time::Instant::from_std(started + timeout + EPOCH_TICK * 5);
         let (id, metrics) = (component.to_string(), self.metrics.clone());
         tokio::spawn(async move {
@@ -521,7 +521,6 @@ impl Runtime {
                 report_late(&id, &metrics, &e);
             }
         });
-        let mut done_rx = done_rx;
         let result = match rx.await {
             Ok(Ok(resp)) => {
                 // Stop listening; an outcome sent before that is still ours to report.
