@@ -143,16 +143,17 @@ fn user_cache_dir() -> Option<PathBuf> {
     Some(base.join("visits-runner").join("compiled"))
 }
 
-/// While alive (the components loading), mimalloc returns freed memory to the OS at once; on
-/// drop, the default delay is back and this thread's free lists are collected. mimalloc keeps
-/// freed pages for reuse and purges them only when the freeing thread allocates again;
-/// compiling frees tens of MiB on threads that then sit idle (rayon's). After a start that
-/// compiled all three components and 3 s of load: 32 vs 42 MiB anonymous (a warm compile
-/// cache: 6). What remains sits in those idle threads' heaps. Serving keeps the default delay:
-/// purging on every free cost 12 % req/s.
-struct PurgeWhileLoading {
+/// Once a component has to be compiled, and until this guard drops (the components loaded),
+/// mimalloc returns freed memory to the OS at once; on drop the default delay is back and this
+/// thread's free lists are collected. mimalloc keeps freed pages for reuse and purges them only
+/// when the freeing thread allocates again; compiling frees tens of MiB on threads that then sit
+/// idle (rayon's). After a start that compiled all three components and 3 s of load: 32 vs 42
+/// MiB anonymous (a warm compile cache: 6). What remains sits in those idle threads' heaps.
+/// A start that only deserializes leaves the delay alone (purging cost it ~0.3 ms of madvise),
+/// and serving keeps the default delay: purging on every free cost 12 % req/s.
+struct PurgeWhileCompiling {
     #[cfg(feature = "mimalloc")]
-    delay_before: std::os::raw::c_long,
+    delay_before: std::sync::OnceLock<std::os::raw::c_long>,
 }
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v2 and v3); the Rust bindings do not
@@ -160,29 +161,82 @@ struct PurgeWhileLoading {
 #[cfg(feature = "mimalloc")]
 const MI_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-impl PurgeWhileLoading {
-    fn start() -> Self {
+impl PurgeWhileCompiling {
+    fn new() -> Self {
+        PurgeWhileCompiling {
+            #[cfg(feature = "mimalloc")]
+            delay_before: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A component is about to be compiled (on any loader thread).
+    fn compiling(&self) {
         #[cfg(feature = "mimalloc")]
-        {
+        self.delay_before.get_or_init(|| {
             // SAFETY: mimalloc's options are plain integers it reads atomically; any value is
             // valid.
-            let delay_before = unsafe { libmimalloc_sys::mi_option_get(MI_PURGE_DELAY) };
+            let before = unsafe { libmimalloc_sys::mi_option_get(MI_PURGE_DELAY) };
             unsafe { libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, 0) };
-            PurgeWhileLoading { delay_before }
-        }
-        #[cfg(not(feature = "mimalloc"))]
-        PurgeWhileLoading {}
+            before
+        });
     }
 }
 
-impl Drop for PurgeWhileLoading {
+impl Drop for PurgeWhileCompiling {
     fn drop(&mut self) {
         #[cfg(feature = "mimalloc")]
-        // SAFETY: as in start(); mi_collect only walks this thread's free lists.
-        unsafe {
-            libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, self.delay_before);
-            libmimalloc_sys::mi_collect(true);
+        if let Some(&before) = self.delay_before.get() {
+            // SAFETY: as in compiling(); mi_collect only walks this thread's free lists.
+            unsafe {
+                libmimalloc_sys::mi_option_set(MI_PURGE_DELAY, before);
+                libmimalloc_sys::mi_collect(true);
+            }
         }
+    }
+}
+
+type EngineAndLinker = (wasmtime::Engine, wasmtime::component::Linker<host::State>);
+
+/// The engine (with its instance pools) and the linker, built on a thread of their own from the
+/// command line alone while the manifest is read and the components' files are read and hashed.
+/// Building the engine is the largest single step of a warm start (~1.8 ms, most of it one
+/// mprotect per pooled stack's guard page).
+struct EngineJob {
+    done: Arc<std::sync::OnceLock<Result<EngineAndLinker>>>,
+}
+
+impl EngineJob {
+    fn start(opts: runtime::Options, no_pooling: bool) -> Result<Self> {
+        let done = Arc::new(std::sync::OnceLock::new());
+        let cell = done.clone();
+        std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                let build = || -> Result<_> {
+                    let engine = if no_pooling {
+                        runtime::build_engine(&opts, false)?
+                    } else {
+                        runtime::build_engine(&opts, true).or_else(|e| {
+                            eprintln!(
+                                "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
+                            );
+                            runtime::build_engine(&opts, false)
+                        })?
+                    };
+                    let linker = runtime::make_linker(&engine)?;
+                    Ok((engine, linker))
+                };
+                // Whatever happens, waiters must not wait forever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+                    .unwrap_or_else(|_| Err(anyhow!("setting up the wasmtime engine panicked")));
+                let _ = cell.set(result);
+            })?;
+        Ok(EngineJob { done })
+    }
+
+    /// Blocks until the engine is built.
+    fn wait(&self) -> Result<&EngineAndLinker> {
+        self.done.wait().as_ref().map_err(|e| anyhow!("{e:#}"))
     }
 }
 
@@ -226,6 +280,14 @@ async fn bind(addr: &str, flag: &str) -> Result<tokio::net::TcpListener> {
 
 async fn up(mut args: UpArgs) -> Result<()> {
     let t0 = Instant::now();
+    let opts = runtime::Options {
+        max_memory: args.max_memory,
+        request_timeout: args.request_timeout,
+        allow_dns: args.allow_dns,
+        no_guard_pages: args.no_guard_pages,
+        max_concurrent_requests: args.max_concurrent_requests,
+    };
+    let engine_job = EngineJob::start(opts.clone(), args.no_pooling)?;
     let env = |k: &str| std::env::var(k).ok();
     // A registry app: its stores live in a temporary directory.
     let mut temp_state = None;
@@ -279,13 +341,6 @@ async fn up(mut args: UpArgs) -> Result<()> {
                 .unwrap_or_else(|| state_dir.join("cache")),
         )
     };
-    let opts = runtime::Options {
-        max_memory: args.max_memory,
-        request_timeout: args.request_timeout,
-        allow_dns: args.allow_dns,
-        no_guard_pages: args.no_guard_pages,
-        max_concurrent_requests: args.max_concurrent_requests,
-    };
     let need_kv = app
         .components
         .values()
@@ -295,25 +350,12 @@ async fn up(mut args: UpArgs) -> Result<()> {
         .values()
         .any(|c| c.sqlite_databases.iter().any(|d| d == "default"));
     // Cold start is the sum of independent steps, so overlap them (2 cores are enough): the
-    // embedded stores' files open (on a first start: are created, with fsyncs) on one thread
-    // while the engine and its pools are set up, then each distinct .wasm is deserialized (or
-    // compiled) on its own thread.
-    let purge = PurgeWhileLoading::start();
-    let (engine, loaded, shared) = std::thread::scope(|s| -> Result<_> {
+    // engine is being built since up() began; the embedded stores' files open (on a first start:
+    // are created, with fsyncs) on one thread, and each distinct .wasm is read and hashed on its
+    // own thread, which then waits for the engine to deserialize (or compile) it.
+    let purge = PurgeWhileCompiling::new();
+    let (engine, linker, loaded, shared) = std::thread::scope(|s| -> Result<_> {
         let shared = s.spawn(|| host::Shared::new(&state_dir, need_kv, need_sqlite));
-        let engine = if args.no_pooling {
-            runtime::build_engine(&opts, false)?
-        } else {
-            match runtime::build_engine(&opts, true) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!(
-                        "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
-                    );
-                    runtime::build_engine(&opts, false)?
-                }
-            }
-        };
         // Two components may share a .wasm file: load each source once.
         let mut sources: Vec<(&PathBuf, &str)> = Vec::new();
         for c in app.components.values() {
@@ -321,23 +363,28 @@ async fn up(mut args: UpArgs) -> Result<()> {
                 sources.push((&c.source, &c.id));
             }
         }
+        let (engine_job, cache, purge) = (&engine_job, cache_dir.as_deref(), &purge);
         let loaders: Vec<_> = sources
             .iter()
             .map(|&(path, id)| {
-                let (engine, cache) = (engine.clone(), cache_dir.as_deref());
-                s.spawn(move || runtime::load_component(&engine, id, path, cache))
+                s.spawn(move || {
+                    let file = runtime::ComponentFile::read(id, path, cache)?;
+                    let (engine, _) = engine_job.wait()?;
+                    file.load(engine, cache, || purge.compiling())
+                })
             })
             .collect();
+        // The engine's own error first: the loaders only know that there is none.
+        let (engine, linker) = engine_job.wait()?.clone();
         let mut loaded = HashMap::new();
         for ((path, _), loader) in sources.iter().zip(loaders) {
             let component = loader.join().expect("component loader panicked")?;
             loaded.insert((*path).clone(), component);
         }
         let shared = shared.join().expect("store opener panicked")?;
-        Ok((engine, loaded, shared))
+        Ok((engine, linker, loaded, shared))
     })?;
     drop(purge);
-    let linker = runtime::make_linker(&engine)?;
     let mut components = HashMap::new();
     for c in app.components.values() {
         let pre = runtime::prepare(&linker, &loaded[&c.source], &c.id)?;

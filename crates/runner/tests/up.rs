@@ -406,6 +406,98 @@ fn second_start_hits_the_compile_cache() {
 }
 
 #[test]
+fn compile_cache_index_skips_reading_an_unchanged_file_but_never_an_edited_one() {
+    // The index maps a .wasm's file identity (path, inode, size, timestamps) to its hash, so a
+    // warm start need not read and hash the file. An edit in place that keeps the size must
+    // still be seen: the change time moves.
+    let dir = temp_dir("index-app");
+    let mut wasm = std::fs::read(fixture_wasm()).unwrap();
+    // A custom section at the end: its payload can change without changing the component.
+    let name = b"visits-test";
+    wasm.extend([0u8, (1 + name.len() + 8) as u8, name.len() as u8]);
+    wasm.extend(name);
+    wasm.extend(b"AAAAAAAA");
+    std::fs::write(dir.join("app.wasm"), &wasm).unwrap();
+    let manifest_text = std::fs::read_to_string(manifest()).unwrap().replace(
+        "../../../target/wasm32-wasip2/wasm/misbehave.wasm",
+        "app.wasm",
+    );
+    std::fs::write(dir.join("spin.toml"), manifest_text).unwrap();
+    // Only a file left alone for 2 s is indexed (timestamps advance by clock ticks).
+    std::thread::sleep(Duration::from_millis(2200));
+    let cache = temp_dir("index-cache");
+    let start = || {
+        let a = [
+            "-f".to_string(),
+            dir.join("spin.toml").display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            temp_dir("index-state").display().to_string(),
+            "--cache-dir".into(),
+            cache.display().to_string(),
+        ];
+        Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+    };
+    let index_entries = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "src"))
+            .count()
+    };
+    let first = start();
+    assert!(first.log().contains(": compiled"), "{}", first.log());
+    drop(first);
+    assert_eq!(index_entries(), 1, "one file, one index entry");
+    let second = start();
+    assert!(
+        second.log().contains("compile cache hit"),
+        "{}",
+        second.log()
+    );
+    assert!(!second.log().contains(": compiled"), "{}", second.log());
+    assert_eq!(second.get("/var?name=greeting").0, 200);
+    drop(second);
+    // A garbled index entry is no entry: the file is read and hashed again, and the entry
+    // rewritten.
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "src"))
+        .unwrap();
+    let digest = std::fs::read_to_string(&entry).unwrap();
+    assert_eq!(digest.len(), 64, "{digest:?}");
+    std::fs::write(&entry, "not a digest").unwrap();
+    let third = start();
+    assert!(third.log().contains("compile cache hit"), "{}", third.log());
+    assert_eq!(third.get("/var?name=greeting").0, 200);
+    drop(third);
+    assert_eq!(std::fs::read_to_string(&entry).unwrap(), digest);
+    // Same size, same inode, other bytes.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("app.wasm"))
+        .unwrap();
+    use std::io::Seek as _;
+    f.seek(std::io::SeekFrom::End(-8)).unwrap();
+    f.write_all(b"BBBBBBBB").unwrap();
+    drop(f);
+    assert_eq!(
+        std::fs::metadata(dir.join("app.wasm")).unwrap().len(),
+        wasm.len() as u64
+    );
+    let fourth = start();
+    assert!(
+        fourth.log().contains(": compiled"),
+        "an edited file was taken for its old self:\n{}",
+        fourth.log()
+    );
+    assert_eq!(fourth.get("/var?name=greeting").0, 200);
+}
+
+#[test]
 fn compile_cache_lives_in_the_user_cache_dir_not_the_state_dir() {
     // As Spin's (wasmtime's) cache: one per user, so a fresh state dir does not recompile.
     let xdg = temp_dir("xdg-cache");
