@@ -195,48 +195,56 @@ impl Drop for PurgeWhileCompiling {
     }
 }
 
-type EngineAndLinker = (wasmtime::Engine, wasmtime::component::Linker<host::State>);
-
 /// The engine (with its instance pools) and the linker, built on a thread of their own from the
 /// command line alone while the manifest is read and the components' files are read and hashed.
 /// Building the engine is the largest single step of a warm start (~1.8 ms, most of it one
-/// mprotect per pooled stack's guard page).
+/// mprotect per pooled stack's guard page). The loaders need only the engine, published as soon
+/// as it exists; the linker comes back when the thread ends.
 struct EngineJob {
-    done: Arc<std::sync::OnceLock<Result<EngineAndLinker>>>,
+    engine: Arc<std::sync::OnceLock<Result<wasmtime::Engine>>>,
+    linker: std::thread::JoinHandle<Result<wasmtime::component::Linker<host::State>>>,
 }
 
 impl EngineJob {
     fn start(opts: runtime::Options, no_pooling: bool) -> Result<Self> {
-        let done = Arc::new(std::sync::OnceLock::new());
-        let cell = done.clone();
-        std::thread::Builder::new()
+        let engine = Arc::new(std::sync::OnceLock::new());
+        let cell = engine.clone();
+        let linker = std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
-                let build = || -> Result<_> {
-                    let engine = if no_pooling {
-                        runtime::build_engine(&opts, false)?
-                    } else {
-                        runtime::build_engine(&opts, true).or_else(|e| {
-                            eprintln!(
-                                "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
-                            );
-                            runtime::build_engine(&opts, false)
-                        })?
-                    };
-                    let linker = runtime::make_linker(&engine)?;
-                    Ok((engine, linker))
+                let build = || {
+                    if no_pooling {
+                        return runtime::build_engine(&opts, false);
+                    }
+                    runtime::build_engine(&opts, true).or_else(|e| {
+                        eprintln!(
+                            "warning: pooling allocator unavailable ({e:#}); using on-demand allocation"
+                        );
+                        runtime::build_engine(&opts, false)
+                    })
                 };
                 // Whatever happens, waiters must not wait forever.
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
+                let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(build))
                     .unwrap_or_else(|_| Err(anyhow!("setting up the wasmtime engine panicked")));
-                let _ = cell.set(result);
+                let engine = cell.get_or_init(|| built).as_ref().map_err(|e| anyhow!("{e:#}"))?;
+                runtime::make_linker(engine)
             })?;
-        Ok(EngineJob { done })
+        Ok(EngineJob { engine, linker })
     }
 
     /// Blocks until the engine is built.
-    fn wait(&self) -> Result<&EngineAndLinker> {
-        self.done.wait().as_ref().map_err(|e| anyhow!("{e:#}"))
+    fn engine(&self) -> Result<&wasmtime::Engine> {
+        self.engine.wait().as_ref().map_err(|e| anyhow!("{e:#}"))
+    }
+
+    /// Blocks until the linker is built too.
+    fn finish(self) -> Result<(wasmtime::Engine, wasmtime::component::Linker<host::State>)> {
+        let engine = self.engine()?.clone();
+        let linker = self
+            .linker
+            .join()
+            .map_err(|_| anyhow!("building the linker panicked"))??;
+        Ok((engine, linker))
     }
 }
 
@@ -357,7 +365,7 @@ async fn up(mut args: UpArgs) -> Result<()> {
     // are created, with fsyncs) on one thread, and each distinct .wasm is read and hashed on its
     // own thread, which then waits for the engine to deserialize (or compile) it.
     let purge = PurgeWhileCompiling::new();
-    let (engine, linker, loaded, shared) = std::thread::scope(|s| -> Result<_> {
+    let (loaded, shared) = std::thread::scope(|s| -> Result<_> {
         let shared = s.spawn(|| host::Shared::new(&state_dir, need_kv, need_sqlite));
         // Two components may share a .wasm file: load each source once.
         let mut sources: Vec<(&PathBuf, &str)> = Vec::new();
@@ -366,28 +374,29 @@ async fn up(mut args: UpArgs) -> Result<()> {
                 sources.push((&c.source, &c.id));
             }
         }
-        let (engine_job, cache, purge) = (&engine_job, cache_dir.as_deref(), &purge);
+        let (job, cache, purge) = (&engine_job, cache_dir.as_deref(), &purge);
         let loaders: Vec<_> = sources
             .iter()
             .map(|&(path, id)| {
                 s.spawn(move || {
                     let file = runtime::ComponentFile::read(id, path, cache)?;
-                    let (engine, _) = engine_job.wait()?;
+                    let engine = job.engine()?;
                     file.load(engine, cache, || purge.compiling())
                 })
             })
             .collect();
         // The engine's own error first: the loaders only know that there is none.
-        let (engine, linker) = engine_job.wait()?.clone();
+        job.engine()?;
         let mut loaded = HashMap::new();
         for ((path, _), loader) in sources.iter().zip(loaders) {
             let component = loader.join().expect("component loader panicked")?;
             loaded.insert((*path).clone(), component);
         }
         let shared = shared.join().expect("store opener panicked")?;
-        Ok((engine, linker, loaded, shared))
+        Ok((loaded, shared))
     })?;
     drop(purge);
+    let (engine, linker) = engine_job.finish()?;
     let mut components = HashMap::new();
     for c in app.components.values() {
         let pre = runtime::prepare(&linker, &loaded[&c.source], &c.id)?;

@@ -223,17 +223,7 @@ impl ComponentFile {
     /// index and Bazel's digest cache trust; a change time cannot be set back). Reading and
     /// hashing the app's three components is ~1.8 ms of CPU on every start otherwise.
     pub fn read(id: &str, path: &Path, cache: Option<&Path>) -> Result<Self> {
-        let cannot_read = |e: std::io::Error| {
-            anyhow!(
-                "component {id:?}: cannot read {}: {e}{}",
-                path.display(),
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    " (build it first, e.g. `bash scripts/build-wasm.sh`)"
-                } else {
-                    ""
-                }
-            )
-        };
+        let cannot_read = |e| cannot_read(id, path, e);
         let meta = std::fs::metadata(path).map_err(cannot_read)?;
         let identity = cache.map(|_| file_identity(path, &meta));
         if let (Some(dir), Some(identity)) = (cache, &identity) {
@@ -312,9 +302,7 @@ impl ComponentFile {
         let wasm = match wasm {
             Some(w) => w,
             None => {
-                let w = std::fs::read(&path).map_err(|e| {
-                    anyhow!("component {id:?}: cannot read {}: {e}", path.display())
-                })?;
+                let w = std::fs::read(&path).map_err(|e| cannot_read(&id, &path, e))?;
                 digest = Sha256::digest(&w).into();
                 key = cache_key(engine, &digest);
                 w
@@ -360,6 +348,18 @@ impl ComponentFile {
         }
         Ok(component)
     }
+}
+
+fn cannot_read(id: &str, path: &Path, e: std::io::Error) -> anyhow::Error {
+    anyhow!(
+        "component {id:?}: cannot read {}: {e}{}",
+        path.display(),
+        if e.kind() == std::io::ErrorKind::NotFound {
+            " (build it first, e.g. `bash scripts/build-wasm.sh`)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The name of a file's index entry: its canonical path and `stat` identity, hashed.

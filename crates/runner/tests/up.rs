@@ -365,23 +365,34 @@ fn parallel_gets(addr: SocketAddr, path: &str, n: usize) -> Vec<(u16, String)> {
     handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
+/// `up` arguments for `manifest` with its own state directory and the given compile cache.
+fn cached_args(manifest: &Path, state: &Path, cache: &Path) -> Vec<String> {
+    vec![
+        "-f".to_string(),
+        manifest.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--state-dir".into(),
+        state.display().to_string(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+    ]
+}
+
+/// Every component came from the compile cache, none was compiled, and `path` is served.
+fn assert_cache_hit(runner: &Runner, path: &str) {
+    assert!(
+        runner.log().contains("compile cache hit"),
+        "{}",
+        runner.log()
+    );
+    assert!(!runner.log().contains(": compiled"), "{}", runner.log());
+    assert_eq!(runner.get(path).0, 200);
+}
+
 #[test]
 fn second_start_hits_the_compile_cache() {
-    let cache = temp_dir("cache");
-    let args = |state: &Path| {
-        vec![
-            "-f".to_string(),
-            manifest().display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--state-dir".into(),
-            state.display().to_string(),
-            "--cache-dir".into(),
-            cache.display().to_string(),
-        ]
-    };
-    let state = temp_dir("state");
-    let a = args(&state);
+    let a = cached_args(&manifest(), &temp_dir("state"), &temp_dir("cache"));
     let first = Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert!(
         first.log().contains("component backend: compiled"),
@@ -390,13 +401,7 @@ fn second_start_hits_the_compile_cache() {
     );
     drop(first);
     let second = Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-    assert!(
-        second.log().contains("compile cache hit"),
-        "{}",
-        second.log()
-    );
-    assert!(!second.log().contains(": compiled"), "{}", second.log());
-    assert_eq!(second.get("/hello").0, 200);
+    assert_cache_hit(&second, "/hello");
     drop(second);
     // --no-cache compiles again
     let mut a = a;
@@ -427,54 +432,33 @@ fn compile_cache_index_skips_reading_an_unchanged_file_but_never_an_edited_one()
     std::thread::sleep(Duration::from_millis(2200));
     let cache = temp_dir("index-cache");
     let start = || {
-        let a = [
-            "-f".to_string(),
-            dir.join("spin.toml").display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--state-dir".into(),
-            temp_dir("index-state").display().to_string(),
-            "--cache-dir".into(),
-            cache.display().to_string(),
-        ];
+        let a = cached_args(&dir.join("spin.toml"), &temp_dir("index-state"), &cache);
         Runner::start(&a.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-    };
-    let index_entries = || {
-        std::fs::read_dir(&cache)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "src"))
-            .count()
     };
     let first = start();
     assert!(first.log().contains(": compiled"), "{}", first.log());
     drop(first);
-    assert_eq!(index_entries(), 1, "one file, one index entry");
-    let second = start();
-    assert!(
-        second.log().contains("compile cache hit"),
-        "{}",
-        second.log()
-    );
-    assert!(!second.log().contains(": compiled"), "{}", second.log());
-    assert_eq!(second.get("/var?name=greeting").0, 200);
-    drop(second);
-    // A garbled index entry is no entry: the file is read and hashed again, and the entry
-    // rewritten.
-    let entry = std::fs::read_dir(&cache)
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "src"))
-        .unwrap();
-    let digest = std::fs::read_to_string(&entry).unwrap();
+        .filter(|p| p.extension().is_some_and(|x| x == "src"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one file, one index entry");
+    let second = start();
+    assert_cache_hit(&second, "/var?name=greeting");
+    drop(second);
+    // A garbled index entry is no entry: the file is read and hashed again, and the entry
+    // rewritten.
+    let entry = &entries[0];
+    let digest = std::fs::read_to_string(entry).unwrap();
     assert_eq!(digest.len(), 64, "{digest:?}");
-    std::fs::write(&entry, "not a digest").unwrap();
+    std::fs::write(entry, "not a digest").unwrap();
     let third = start();
     assert!(third.log().contains("compile cache hit"), "{}", third.log());
     assert_eq!(third.get("/var?name=greeting").0, 200);
     drop(third);
-    assert_eq!(std::fs::read_to_string(&entry).unwrap(), digest);
+    assert_eq!(std::fs::read_to_string(entry).unwrap(), digest);
     // Same size, same inode, other bytes.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -528,13 +512,7 @@ fn compile_cache_lives_in_the_user_cache_dir_not_the_state_dir() {
         "cache written in the state dir"
     );
     let second = start(&state_b);
-    assert!(
-        second.log().contains("compile cache hit"),
-        "{}",
-        second.log()
-    );
-    assert!(!second.log().contains(": compiled"), "{}", second.log());
-    assert_eq!(second.get("/hello").0, 200);
+    assert_cache_hit(&second, "/hello");
 }
 
 /// Run the binary expecting a startup failure; returns its stderr.
